@@ -1,0 +1,372 @@
+"""Command line: ``l2dynamics train | runs | datasets | keys | quickstart``.
+
+Every user mistake prints one line (``error: …``) and exits with status 2, before anything is
+written; a run stopped with Ctrl-C is checkpointed and can be resumed with ``--resume ID``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from l2dynamics.errors import ConfigError, L2DynamicsError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Training dynamics with L2 regularization "
+                  "(λ = the paper's: loss + λ/2‖θ‖²).")
+runs_app = typer.Typer(no_args_is_help=True, help="Inspect and export stored runs.")
+app.add_typer(runs_app, name="runs")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+StoreOption = typer.Option(None, "--store", help="Run store (SQLite); default "
+                           "$L2DYNAMICS_STORE or runs/l2dynamics.sqlite")
+
+
+def user_errors(func: F) -> F:
+    """Turn user mistakes into one line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except L2DynamicsError as exc:
+            err.print(f"[bold red]error:[/] {' '.join(str(exc).split())}", highlight=False,
+                      soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# --- progress -----------------------------------------------------------------------------------
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} steps/s" if speed else "– steps/s", style="cyan")
+
+
+class RichProgress:
+    """A progress callback for :class:`l2dynamics.train.Trainer`: steps/s, ETA, last metrics."""
+
+    def __init__(self, description: str, *, min_interval: float = 0.1):
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), _SpeedColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[metrics]}"), console=err,
+                                 transient=False)
+        self.description = description
+        self.min_interval = min_interval
+        self._task: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, step: int, total: int, metrics: Mapping[str, float] | None) -> None:
+        if self._task is None:
+            self._task = self.progress.add_task(self.description, total=total, completed=step,
+                                                metrics="")
+        now = time.perf_counter()
+        if metrics is None and now - self._last < self.min_interval and step < total:
+            return
+        self._last = now
+        fields = {}
+        if metrics:
+            shown = [f"{k}={metrics[k]:.4g}" for k in ("test_acc", "test_loss", "weight_norm")
+                     if k in metrics]
+            fields["metrics"] = " ".join(shown)
+        self.progress.update(self._task, completed=step, **fields)
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+def _build_config(config: Path | None, overrides: list[str], data_dir: Path | None) -> Any:
+    from l2dynamics.config import load_config_file, make_config, parse_overrides
+
+    base = load_config_file(config) if config else {}
+    extra = parse_overrides(overrides)
+    if data_dir is not None:
+        extra["data_dir"] = str(data_dir)
+    return make_config(base, extra)
+
+
+@app.command()
+@user_errors
+def train(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML/JSON config file."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="key=value (repeatable)."),
+    store: Path | None = StoreOption,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="MNIST/CIFAR-10 files."),
+    resume: int | None = typer.Option(None, "--resume", help="Resume stored run ID."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the run's figure (PNG/SVG)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train one run into the store."""
+    from l2dynamics.report import plot_runs
+    from l2dynamics.store import RunStore
+    from l2dynamics.train import Trainer
+
+    if resume is not None:
+        if config or overrides:
+            raise ConfigError("--resume takes the stored config; do not pass --config/--set")
+        st = RunStore(store, create=False)
+        trainer = Trainer.resume(st, resume)
+        label = f"resume run {resume}"
+    else:
+        cfg = _build_config(config, overrides, data_dir)
+        trainer = Trainer(cfg)  # validates and loads everything before the store is touched
+        st = RunStore(store)
+        trainer.store = st
+        label = cfg.name or f"{cfg.model}/{cfg.dataset} λ={cfg.lam:g} η={cfg.lr:g}"
+    with st:
+        if quiet:
+            result = trainer.run()
+        else:
+            with RichProgress(label) as bar:
+                trainer.progress = bar
+                result = trainer.run()
+    _print_result(result, st.path)
+    if plot is not None:
+        plot_runs({f"run {result.run_id}": result.history}, plot,
+                  title=f"run {result.run_id}: {label}")
+        out.print(f"figure: {plot}")
+    if result.status == "interrupted":
+        out.print(f"interrupted at step {result.steps_done}; resume with "
+                  f"[bold]l2dynamics train --resume {result.run_id} --store {st.path}[/]")
+        raise typer.Exit(130)
+
+
+def _print_result(result: Any, store_path: Path) -> None:
+    s = result.summary
+    parts = [f"run {result.run_id}: {result.status} at step {result.steps_done}"]
+    if result.diverged_step is not None:
+        parts.append(f"(diverged at step {result.diverged_step}: {result.diverged_cause})")
+    if s.get("best_test_acc") is not None:
+        parts.append(f"best test acc {s['best_test_acc']:.4f} at step {s['best_step']}, "
+                     f"final {s['final_test_acc']:.4f}")
+    elif s.get("best_test_loss") is not None:
+        parts.append(f"best test loss {s['best_test_loss']:.4g} at step {s['best_step']}")
+    if s.get("steps_per_second"):
+        parts.append(f"{s['steps_per_second']:.0f} steps/s")
+    out.print("; ".join(parts) + f"  [dim]({store_path})[/]", highlight=False)
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+@runs_app.command("list")
+@user_errors
+def runs_list(store: Path | None = StoreOption,
+              status: str | None = typer.Option(None, help="Only runs with this status.")) -> None:
+    """One line per run."""
+    from l2dynamics.store import STATUSES, RunStore
+
+    if status is not None and status not in STATUSES:
+        raise ConfigError(f"--status {status!r} is not allowed; use one of {', '.join(STATUSES)}")
+    with RunStore(store, create=False) as st:
+        records = st.list_runs(status=status)
+    table = Table(title=f"{len(records)} runs", title_justify="left")
+    for column in ("id", "name", "status", "dataset", "model", "opt", "lam", "lr", "steps",
+                   "best acc", "@step", "final acc"):
+        left = column in ("name", "status")
+        table.add_column(column, justify="left" if left else "right", overflow="fold",
+                         no_wrap=column == "status", min_width=11 if column == "status" else None)
+    for rec in records:
+        cfg, summ = rec["config"], rec["summary"] or {}
+        state = "stale" if rec["stale"] else rec["status"]
+        table.add_row(str(rec["id"]), rec["name"] or "", state, cfg["dataset"], cfg["model"],
+                      cfg["optimizer"], f"{cfg['lam']:g}", f"{cfg['lr']:g}",
+                      f"{rec['steps_done']}/{rec['steps_total']}",
+                      _fmt(summ.get("best_test_acc")), str(summ.get("best_step", "")),
+                      _fmt(summ.get("final_test_acc")))
+    out.print(table)
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+@runs_app.command("show")
+@user_errors
+def runs_show(run_id: int = typer.Argument(..., help="Run ID."),
+              store: Path | None = StoreOption) -> None:
+    """Config, decay rule, summary and provenance of one run."""
+    from l2dynamics.store import RunStore
+
+    with RunStore(store, create=False) as st:
+        rec = st.get_run(run_id)
+    decay = rec["decay"] or {}
+    shown = {
+        "id": rec["id"], "name": rec["name"], "status": "stale" if rec["stale"] else rec["status"],
+        "steps": f"{rec['steps_done']}/{rec['steps_total']}",
+        "diverged_step": rec["diverged_step"], "diverged_cause": rec["diverged_cause"],
+        "wall_seconds": rec["wall_seconds"], "device": rec["device"],
+        "checkpoint": rec["checkpoint_path"], "error": rec["error"],
+        "summary": rec["summary"], "config": rec["config"],
+        "decay": {"rule": decay.get("rule"), "decayed": decay.get("decayed"),
+                  "not_decayed": decay.get("not_decayed")},
+        "versions": rec["versions"],
+    }
+    out.print(yaml.safe_dump({k: v for k, v in shown.items() if v is not None},
+                             sort_keys=False, allow_unicode=True), highlight=False)
+
+
+EXPORT_FORMATS = ("csv", "json", "parquet")
+
+
+@runs_app.command("export")
+@user_errors
+def runs_export(
+    path: Path = typer.Argument(..., help="Output file."),
+    store: Path | None = StoreOption,
+    fmt: str | None = typer.Option(None, "--format", "-f", help="csv | json | parquet "
+                                   "(default: from the file suffix)"),
+    series: bool = typer.Option(False, "--series", help="Export metric series, not runs."),
+    ids: list[int] = typer.Option([], "--id", help="Only these run IDs (repeatable)."),
+) -> None:
+    """Export the runs table (or the metric series) to CSV, JSON or Parquet."""
+    from l2dynamics.store import RunStore, load_runs, load_series
+
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"export format {fmt!r} is not allowed; use {', '.join(EXPORT_FORMATS)}")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ConfigError("parquet export needs pyarrow (pip install pyarrow)") from None
+    with RunStore(store, create=False) as st:
+        frame = load_series(st, run_ids=ids or None) if series else load_runs(st, ids=ids or None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "json":
+        frame.to_json(path, orient="records", indent=1)
+    else:
+        frame.to_parquet(path, index=False)
+    out.print(f"wrote {len(frame)} rows to {path}")
+
+
+# --- datasets and keys --------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def datasets(data_dir: Path | None = typer.Option(None, "--data-dir",
+                                                  help="Where MNIST/CIFAR-10 files live.")) -> None:
+    """What data is available, and where the file-based datasets are expected."""
+    from l2dynamics.data import available_datasets, resolve_data_dir
+
+    table = Table(title_justify="left")
+    for column in ("name", "kind", "available", "description", "where / expected files"):
+        table.add_column(column, overflow="fold")
+    for info in available_datasets(data_dir):
+        where = ""
+        if info.kind == "files":
+            folder = info.location or resolve_data_dir(data_dir) / info.name
+            where = f"{folder}: {', '.join(info.files)}"
+        table.add_row(info.name, info.kind, "yes" if info.available else "[red]no[/]",
+                      info.description, where)
+    out.print(table)
+
+
+@app.command()
+def keys() -> None:
+    """Every config key with its default and meaning."""
+    from l2dynamics.config import Config
+
+    comments = _field_comments(Config)
+    table = Table(title_justify="left")
+    for column in ("key", "default", "meaning"):
+        table.add_column(column)
+    for key, value in Config().to_dict().items():
+        table.add_row(key, json.dumps(value), comments.get(key, ""))
+    out.print(table)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.*)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2)
+    return comments
+
+
+# --- quickstart (the main job until the mini reproduction lands) --------------------------------
+
+
+@app.command()
+@user_errors
+def quickstart(
+    out_dir: Path = typer.Option(Path("out/quickstart"), "--out", help="Figure and store."),
+    steps: int = typer.Option(20000, help="Updates per run."),
+    lams: str = typer.Option("0,1e-4,1e-3,1e-2", help="Comma-separated λ values."),
+) -> None:
+    """Train an MLP on MNIST-1D at several λ and plot test accuracy vs step and vs λ·η·step."""
+    from l2dynamics.config import make_config
+    from l2dynamics.report import plot_runs
+    from l2dynamics.store import RunStore
+    from l2dynamics.train import Trainer
+
+    try:
+        lam_values = [float(v) for v in lams.split(",")]
+    except ValueError:
+        raise ConfigError(f"--lams must be comma-separated numbers, got {lams!r}") from None
+    base = dict(dataset="mnist1d", n_train=4000, n_test=4000, model="fc", width=256, depth=2,
+                optimizer="sgd", lr=0.1, batch_size=128, steps=steps, eval_per_decade=12)
+    configs = [make_config(base, lam=lam, name=f"quickstart λ={lam:g}") for lam in lam_values]
+    histories = {}
+    with RunStore(out_dir / "runs.sqlite") as st:
+        for cfg in configs:
+            trainer = Trainer(cfg)
+            trainer.store = st
+            with RichProgress(cfg.name) as bar:
+                trainer.progress = bar
+                result = trainer.run()
+            _print_result(result, st.path)
+            histories[f"λ={cfg.lam:g}"] = result.history
+    figure = plot_runs(histories, out_dir / "quickstart.png",
+                       title="MLP on MNIST-1D, SGD η=0.1: test accuracy for several λ")
+    out.print(f"figure: {figure}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

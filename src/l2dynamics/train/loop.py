@@ -1,0 +1,478 @@
+"""The one training loop. Every study trains through :class:`Trainer`.
+
+One update at step t (0-based) is::
+
+    η_t   = lr · lr_factor(t)                          (schedule, a pure function of t)
+    g     = ∇ L_batch(θ)                               (data loss only)
+    g    += λ·θ            for decayed θ               (coupled L2, the paper's λ)
+    θ    ← (1 − η_t·λ_d)·θ for decayed θ               (decoupled decay, if λ_d > 0)
+    θ    ← optimizer_step(θ, g, η_t)                   (SGD / momentum / Adam / AdamW)
+
+Metrics at step s are taken *after* s updates, on the log-spaced clock of
+:func:`l2dynamics.train.clock.eval_steps`. Physical time is Σ_{t<s} η_t (= η·s at constant η) and
+"λ-time" is Σ_{t<s} η_t·λ_t. Batches are drawn by index from per-epoch permutations seeded by
+(seed, epoch), so a resumed run sees exactly the batches the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from l2dynamics.config import Config, make_config
+from l2dynamics.data import Dataset, load_dataset
+from l2dynamics.errors import ConfigError, StoreError
+from l2dynamics.l2 import L2Penalty, split_decay
+from l2dynamics.models import build_model
+from l2dynamics.probes.metrics import evaluate, weight_norms
+from l2dynamics.store import RunStore
+from l2dynamics.store.sqlite import pivot_metrics
+from l2dynamics.train.checkpoint import load_checkpoint, save_checkpoint
+from l2dynamics.train.clock import eval_steps
+from l2dynamics.train.loss import make_loss
+from l2dynamics.train.optim import build_optimizer, lr_factor
+
+LOSS_SYNC_EVERY = 32  # steps between host syncs for the non-finite-loss check
+PROGRESS_METRICS = ("test_acc", "train_loss")
+
+
+class Callback(Protocol):
+    """Hooks into the loop. All methods are optional; ``state_dict`` is checkpointed."""
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None: ...
+
+
+ProgressFn = Callable[[int, int, Mapping[str, float] | None], None]
+
+
+@dataclass
+class RunResult:
+    """What a run ended with. ``history`` is the wide metric table (one row per eval step)."""
+
+    run_id: int | None
+    status: str  # "finished" | "diverged" | "interrupted"
+    steps_done: int
+    summary: dict[str, Any]
+    history: pd.DataFrame
+    diverged_step: int | None = None
+    diverged_cause: str | None = None
+    config: Config | None = field(default=None, repr=False)
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" picks CUDA when available, else CPU; an unavailable device is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but no CUDA device is available; use device=cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps' but MPS is not available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def _stream_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed for a named random stream, e.g. (seed, epoch, purpose)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0]
+               >> np.uint64(1))
+
+
+_BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM = 1, 2, 3
+
+
+class Trainer:
+    """Owns the data, model, optimizer and L2 penalty of one run, and trains it.
+
+    ``trainer.penalty.lam`` may be changed between steps (schedules such as AutoL2 do this);
+    the stored ``lam`` metric and λ-time follow it.
+    """
+
+    def __init__(self, config: Config | Mapping[str, Any], *, store: RunStore | None = None,
+                 callbacks: Sequence[Any] = (), progress: ProgressFn | None = None,
+                 dataset: Dataset | None = None):
+        self.cfg = config if isinstance(config, Config) else make_config(config)
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device)
+        self.dtype = getattr(torch, cfg.dtype)
+        self.data = dataset if dataset is not None else load_dataset(
+            cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, data_dir=cfg.data_dir,
+            download=cfg.download, seed=cfg.data_seed, device=self.device, dtype=self.dtype,
+            augment=cfg.augment, normalize=cfg.normalize, **cfg.data_options)
+        self.loss_fn = make_loss(cfg.loss, self.data.task, self.data.num_outputs)
+        self.classification = self.data.task == "classification"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.model = build_model(
+                cfg.model, input_shape=self.data.input_shape, num_outputs=self.data.num_outputs,
+                width=cfg.width, depth=cfg.depth, activation=cfg.activation, bias=cfg.bias,
+                parameterization=cfg.parameterization, weight_var=cfg.weight_var,
+                bias_var=cfg.bias_var, norm=cfg.norm)
+        self.model.to(device=self.device, dtype=self.dtype)
+        self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.decay = split_decay(self.model, cfg.decay_params)
+        by_name = dict(self.named_params)
+        self.penalty = L2Penalty([by_name[n] for n in self.decay.decayed], cfg.lam,
+                                 cfg.decoupled_wd)
+        self.optimizer = build_optimizer([p for _, p in self.named_params], cfg)
+        self.store = store
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.clock = eval_steps(cfg.steps, cfg.eval_per_decade, cfg.eval_every)
+        self.run_id: int | None = None
+        self.step = 0
+        self.phys_time = 0.0
+        self.lam_time = 0.0
+        self.rows: list[tuple[int, float, str, float]] = []
+        self._prepare_batches()
+        self._stop_requested = False
+        self._loss_buf = torch.zeros(LOSS_SYNC_EVERY, dtype=self.dtype, device=self.device)
+        self._loss_buf_start = 0
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def _prepare_batches(self) -> None:
+        n = self.data.x_train.shape[0]
+        self.batch_size = min(self.cfg.batch_size, n)
+        self.full_batch = self.batch_size == n
+        self.steps_per_epoch = n // self.batch_size
+        self._perm_epoch = -1
+        self._perm: torch.Tensor | None = None
+        size = self.cfg.eval_train_size
+        if size and size < n:
+            g = torch.Generator().manual_seed(_stream_seed(self.cfg.data_seed, _EVAL_STREAM))
+            idx = torch.randperm(n, generator=g)[:size].to(self.device)
+            self.eval_x, self.eval_y = self.data.x_train[idx], self.data.y_train[idx]
+        else:
+            self.eval_x, self.eval_y = self.data.x_train, self.data.y_train
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (augmented) training batch of update `step`, a pure function of (seed, step)."""
+        if self.full_batch:
+            xb, yb = self.data.x_train, self.data.y_train
+        else:
+            epoch, pos = divmod(step, self.steps_per_epoch)
+            if epoch != self._perm_epoch:
+                g = torch.Generator().manual_seed(_stream_seed(self.cfg.seed, epoch, _BATCH_STREAM))
+                n = self.data.x_train.shape[0]
+                self._perm = torch.randperm(n, generator=g).to(self.device)
+                self._perm_epoch = epoch
+            idx = self._perm[pos * self.batch_size:(pos + 1) * self.batch_size]
+            xb, yb = self.data.x_train[idx], self.data.y_train[idx]
+        if self.data.augment is not None:
+            g = torch.Generator().manual_seed(_stream_seed(self.cfg.seed, step, _AUGMENT_STREAM))
+            xb = self.data.augment(xb, g)
+        return xb, yb
+
+    # --- probes -------------------------------------------------------------------------------
+
+    def measure(self) -> dict[str, float]:
+        """All metrics at the current step (does not record them)."""
+        bs = self.cfg.eval_batch_size
+        test_loss, test_acc = evaluate(self.model, self.data.x_test, self.data.y_test,
+                                       self.loss_fn, classification=self.classification,
+                                       batch_size=bs)
+        train_loss, train_acc = evaluate(self.model, self.eval_x, self.eval_y, self.loss_fn,
+                                         classification=self.classification, batch_size=bs)
+        total, per_tensor = weight_norms(self.named_params)
+        metrics = {
+            "train_loss": train_loss, "train_acc": train_acc,
+            "test_loss": test_loss, "test_acc": test_acc,
+            "weight_norm": total, "lam": self.penalty.lam, "decoupled_wd":
+            self.penalty.decoupled_wd, "lr": self.cfg.lr * lr_factor(min(self.step, self.cfg.steps
+                                                                          - 1), self.cfg),
+            "lam_time": self.lam_time, "wall_time": self._elapsed(),
+        }
+        if not self.classification:
+            del metrics["train_acc"], metrics["test_acc"]
+        if self.cfg.norms_per_tensor:
+            metrics.update({f"norm/{name}": value for name, value in per_tensor.items()})
+        return metrics
+
+    def _record(self, metrics: Mapping[str, float], *, write: bool = True) -> None:
+        rows = [(self.step, self.phys_time, name, float(v)) for name, v in metrics.items()]
+        self.rows.extend(rows)
+        if write and self.store is not None and self.run_id is not None:
+            self.store.add_metrics(self.run_id, rows, steps_done=self.step)
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    @property
+    def checkpoints_enabled(self) -> bool:
+        """Checkpoints are written beside the store, or to an explicit ``checkpoint_dir``."""
+        return self.store is not None or bool(self.cfg.checkpoint_dir)
+
+    def checkpoint_path(self) -> Path:
+        if self.cfg.checkpoint_dir:
+            root = Path(self.cfg.checkpoint_dir)
+        elif self.store is not None:
+            root = self.store.path.parent / "checkpoints"
+        else:
+            raise StoreError("checkpoints need a run store or checkpoint_dir")
+        tag = f"run-{self.run_id}" if self.run_id is not None else f"seed-{self.cfg.seed}"
+        return root / f"{tag}.pt"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "config": self.cfg.to_dict(),
+            "run_id": self.run_id,
+            "step": self.step,
+            "phys_time": self.phys_time,
+            "lam_time": self.lam_time,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "penalty": self.penalty.state_dict(),
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None
+                          for cb in self.callbacks],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.penalty.load_state_dict(state["penalty"])
+        self.step = int(state["step"])
+        self.phys_time = float(state["phys_time"])
+        self.lam_time = float(state["lam_time"])
+        for cb, cb_state in zip(self.callbacks, state.get("callbacks", []), strict=False):
+            if cb_state is not None and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(cb_state)
+
+    def save_checkpoint(self) -> Path:
+        path = self.checkpoint_path()
+        save_checkpoint(path, self.state_dict())
+        if self.store is not None and self.run_id is not None:
+            self.store.set_checkpoint(self.run_id, str(path.resolve()))
+        return path
+
+    @classmethod
+    def resume(cls, store: RunStore, run_id: int, **kwargs: Any) -> Trainer:
+        """A trainer that continues stored run `run_id` from its last checkpoint."""
+        record = store.get_run(run_id)
+        if record["status"] == "finished":
+            raise StoreError(f"run {run_id} is already finished; nothing to resume")
+        path = record.get("checkpoint_path")
+        if not path or not Path(path).is_file():
+            raise StoreError(f"run {run_id} has no checkpoint to resume from (status "
+                             f"{record['status']}); set checkpoint_every to make them")
+        trainer = cls(record["config"], store=store, **kwargs)
+        trainer.run_id = run_id
+        trainer.load_state_dict(load_checkpoint(path))
+        trainer.rows = [
+            (int(r.step), float(r.phys_time), r.name, float(r.value))
+            for r in store.series([run_id]).itertuples() if r.step < trainer.step
+        ]
+        store.mark_resumed(run_id, trainer.step)
+        return trainer
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
+
+    def request_stop(self) -> None:
+        """Ask the loop to checkpoint and stop before the next update (used by Ctrl-C)."""
+        self._stop_requested = True
+
+    def _first_bad_loss(self, upto: int) -> int | None:
+        """Step of the first non-finite loss among updates [_loss_buf_start, upto)."""
+        count = upto - self._loss_buf_start
+        if count <= 0:
+            return None
+        finite = torch.isfinite(self._loss_buf[:count])
+        self._loss_buf_start = upto
+        if bool(finite.all()):
+            return None
+        return upto - count + int((~finite).nonzero()[0])
+
+    def run(self) -> RunResult:
+        """Train to ``cfg.steps`` (or divergence / a stop request) and return the result."""
+        cfg = self.cfg
+        if self.store is not None and self.run_id is None:
+            self.run_id = self.store.create_run(
+                cfg.to_dict(), steps_total=cfg.steps, seed=cfg.seed, device=str(self.device),
+                decay=self.decay.to_dict(), versions=_versions(), name=cfg.name)
+        self._t0 = time.perf_counter()
+        self._loss_buf_start = self.step
+        clock = set(int(s) for s in self.clock)
+        restore_handler = self._install_sigint()
+        status, bad_step, cause = "finished", None, None
+        try:
+            self.model.train()
+            start = self.step
+            for step in range(start, cfg.steps):
+                if self._stop_requested:
+                    status = "interrupted"
+                    break
+                if (cfg.checkpoint_every and step > start and step % cfg.checkpoint_every == 0
+                        and self.checkpoints_enabled):
+                    bad_step = self._first_bad_loss(step)
+                    if bad_step is not None:
+                        status, cause = "diverged", "non-finite loss"
+                        break
+                    self.save_checkpoint()
+                if step in clock:
+                    bad_step = self._first_bad_loss(step)
+                    if bad_step is not None:
+                        status, cause = "diverged", "non-finite loss"
+                        break
+                    metrics = self.measure()
+                    self._record(metrics)
+                    if not math.isfinite(metrics["weight_norm"]):
+                        status, bad_step, cause = "diverged", step, "non-finite parameters"
+                        break
+                    if self.progress:
+                        self.progress(step, cfg.steps, metrics)
+                self._update(step)
+                self.step = step + 1
+                if (self.step - self._loss_buf_start) == LOSS_SYNC_EVERY:
+                    bad_step = self._first_bad_loss(self.step)
+                    if bad_step is not None:
+                        status, cause = "diverged", "non-finite loss"
+                        break
+                if self.progress:
+                    self.progress(self.step, cfg.steps, None)
+            else:
+                bad_step = self._first_bad_loss(self.step)
+                if bad_step is not None:
+                    status, cause = "diverged", "non-finite loss"
+        except BaseException as err:
+            if self.store is not None and self.run_id is not None:
+                aborted = isinstance(err, KeyboardInterrupt)
+                self.store.finish_run(self.run_id, "interrupted" if aborted else "failed",
+                                      steps_done=self.step, wall_seconds=self._elapsed(),
+                                      error=repr(err)[:2000])
+            raise
+        finally:
+            restore_handler()
+        return self._finish(status, bad_step, cause)
+
+    def _update(self, step: int) -> None:
+        lr = self.cfg.lr * lr_factor(step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        xb, yb = self.batch(step)
+        loss = self.loss_fn(self.model(xb), yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.penalty.add_to_grad()
+        self.penalty.decay(lr)
+        self.optimizer.step()
+        self.phys_time += lr
+        self.lam_time += lr * self.penalty.lam
+        self._loss_buf[step - self._loss_buf_start] = loss.detach()
+        for cb in self.callbacks:
+            hook = getattr(cb, "on_step_end", None)
+            if hook is not None:
+                hook(self, step + 1, loss)
+
+    def _finish(self, status: str, bad_step: int | None, cause: str | None) -> RunResult:
+        final_rows: list[tuple[int, float, str, float]] = []
+        if status == "finished":
+            metrics = self.measure()
+            final_rows = [(self.step, self.phys_time, k, float(v)) for k, v in metrics.items()]
+            self.rows.extend(final_rows)
+            if not math.isfinite(metrics["weight_norm"]):
+                status, bad_step, cause = "diverged", self.step, "non-finite parameters"
+        if status == "interrupted" and self.checkpoints_enabled:
+            self.save_checkpoint()
+        history = _wide(self.rows)
+        summary = summarize(history, self.classification)
+        summary["steps_per_second"] = (self.step / self._elapsed()) if self._elapsed() else None
+        if self.store is not None and self.run_id is not None:
+            self.store.finish_run(self.run_id, status, steps_done=self.step,
+                                  wall_seconds=self._elapsed(), summary=summary,
+                                  diverged_step=bad_step, diverged_cause=cause,
+                                  final_rows=final_rows)
+        if self.progress and status == "finished":
+            self.progress(self.step, self.cfg.steps, None)
+        return RunResult(self.run_id, status, self.step, summary, history, bad_step, cause,
+                         self.cfg)
+
+    def _install_sigint(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: Any) -> None:
+            # First Ctrl-C: finish the current update, checkpoint, stop. Second: abort.
+            if self._stop_requested:
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            self.request_stop()
+
+        signal.signal(signal.SIGINT, handler)
+        return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def train(config: Config | Mapping[str, Any] | None = None, *, store: RunStore | str | None = None,
+          callbacks: Sequence[Any] = (), progress: ProgressFn | None = None,
+          **overrides: Any) -> RunResult:
+    """Train one run. ``train(lam=1e-3, steps=2000)`` or ``train(cfg, store="runs/x.sqlite")``."""
+    cfg = make_config(config, **overrides)
+    owned = isinstance(store, (str, Path))
+    st = RunStore(store) if owned else store
+    try:
+        return Trainer(cfg, store=st, callbacks=callbacks, progress=progress).run()
+    finally:
+        if owned:
+            st.close()
+
+
+def summarize(history: pd.DataFrame, classification: bool) -> dict[str, Any]:
+    """Final and best values of the main metrics (best = raw argmax of test accuracy)."""
+    if history.empty:
+        return {}
+    last = history.iloc[-1]
+    out: dict[str, Any] = {
+        "final_step": int(last["step"]),
+        "final_test_loss": _num(last.get("test_loss")),
+        "final_train_loss": _num(last.get("train_loss")),
+        "final_weight_norm": _num(last.get("weight_norm")),
+    }
+    if classification and "test_acc" in history:
+        acc = history["test_acc"].to_numpy(dtype=float)
+        best = int(np.nanargmax(acc)) if np.isfinite(acc).any() else len(acc) - 1
+        out.update({
+            "final_test_acc": _num(last["test_acc"]),
+            "final_train_acc": _num(last["train_acc"]),
+            "best_test_acc": _num(acc[best]),
+            "best_step": int(history["step"].iloc[best]),
+        })
+    else:
+        loss = history["test_loss"].to_numpy(dtype=float)
+        best = int(np.nanargmin(loss)) if np.isfinite(loss).any() else len(loss) - 1
+        out.update({"best_test_loss": _num(loss[best]),
+                    "best_step": int(history["step"].iloc[best])})
+    return out
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _wide(rows: list[tuple[int, float, str, float]]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame(columns=["step", "phys_time"])
+    long = pd.DataFrame(rows, columns=["step", "phys_time", "name", "value"])
+    return pivot_metrics(long, ["step"])
+
+
+def _versions() -> dict[str, str]:
+    import l2dynamics
+
+    return {"l2dynamics": l2dynamics.__version__, "torch": torch.__version__,
+            "numpy": np.__version__, "python": platform.python_version(),
+            "platform": platform.platform()}

@@ -1,0 +1,95 @@
+"""The CLI: the happy path end to end, and one-line refusals with exit status 2."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from l2dynamics.cli import app
+
+runner = CliRunner()
+TRAIN = ["train", "-q", "--set", "dataset=digits", "--set", "width=32", "--set", "steps=40",
+         "--set", "n_train=200", "--set", "n_test=100"]
+
+
+def test_train_list_show_export(tmp_path):
+    store = tmp_path / "runs.sqlite"
+    fig = tmp_path / "run.png"
+    result = runner.invoke(app, [*TRAIN, "--set", "lam=1e-3", "--store", str(store),
+                                 "--plot", str(fig)])
+    assert result.exit_code == 0, result.output
+    assert "run 1: finished" in result.output and fig.stat().st_size > 10_000
+    listing = runner.invoke(app, ["runs", "list", "--store", str(store)])
+    assert listing.exit_code == 0 and "finished" in listing.output
+    shown = runner.invoke(app, ["runs", "show", "1", "--store", str(store)])
+    assert shown.exit_code == 0 and "lam: 0.001" in shown.output and "decayed" in shown.output
+    for suffix in ("csv", "json", "parquet"):
+        target = tmp_path / f"runs.{suffix}"
+        assert runner.invoke(app, ["runs", "export", str(target), "--store", str(store)]
+                             ).exit_code == 0
+    frame = pd.read_csv(tmp_path / "runs.csv")
+    assert frame.loc[0, "lam"] == 1e-3 and frame.loc[0, "status"] == "finished"
+    assert json.loads((tmp_path / "runs.json").read_text())[0]["id"] == 1
+    series = tmp_path / "series.parquet"
+    assert runner.invoke(app, ["runs", "export", str(series), "--series", "--store", str(store)]
+                         ).exit_code == 0
+    assert "test_acc" in pd.read_parquet(series).columns
+
+
+def test_config_file_and_overrides(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {name: digits, n_train: 200}\nmodel: {name: fc, width: 16}\n"
+                   "steps: 30\nlam: 1e-2\n")
+    store = tmp_path / "runs.sqlite"
+    result = runner.invoke(app, ["train", "-q", "-c", str(cfg), "--set", "lam=0", "--store",
+                                 str(store)])
+    assert result.exit_code == 0, result.output
+    from l2dynamics import load_runs
+
+    assert load_runs(store).loc[0, "lam"] == 0.0
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "lam=-1"], "lam must be >= 0"),
+    (["--set", "lam=nan"], "lam must be a finite number"),
+    (["--set", "lr=0"], "lr must be > 0"),
+    (["--set", "steps=-3"], "steps must be >= 1"),
+    (["--set", "dataset=imagenet"], "dataset='imagenet' is not allowed"),
+    (["--set", "model=gpt"], "model='gpt' is not allowed"),
+    (["--set", "optimizer=lion"], "optimizer='lion' is not allowed"),
+    (["--set", "lamb=0.1"], "unknown config key 'lamb'"),
+    (["--set", "novalue"], "must look like key=value"),
+    (["--set", "dataset=mnist", "--data-dir", "{tmp}"], "mnist"),
+    (["--set", "dataset=cifar10", "--data-dir", "{tmp}"], "cifar10"),
+    (["-c", "{tmp}/missing.yaml"], "config file not found"),
+])
+def test_user_mistakes_exit_2_with_one_line_and_write_nothing(tmp_path, args, fragment):
+    store = tmp_path / "runs.sqlite"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, ["train", "-q", *args, "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0]
+    assert "Traceback" not in result.output
+    assert not store.exists()
+
+
+def test_runs_on_missing_store_exit_2(tmp_path):
+    result = runner.invoke(app, ["runs", "list", "--store", str(tmp_path / "none.sqlite")])
+    assert result.exit_code == 2 and "no run store" in result.output
+
+
+def test_datasets_and_keys_list_what_exists(tmp_path):
+    result = runner.invoke(app, ["datasets", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    for name in ("digits", "mnist1d", "teacher", "mnist", "cifar10"):
+        assert name in result.output
+    keys = runner.invoke(app, ["keys"])
+    assert keys.exit_code == 0 and "decoupled_wd" in keys.output and "lam" in keys.output
+
+
+def test_resume_from_cli(tmp_path):
+    store = tmp_path / "runs.sqlite"
+    result = runner.invoke(app, ["train", "--resume", "1", "--store", str(store)])
+    assert result.exit_code == 2 and "no run store" in result.output

@@ -1,0 +1,88 @@
+import math
+
+import pytest
+
+from l2dynamics.config import (
+    CONFIG_KEYS,
+    Config,
+    load_config_file,
+    make_config,
+    parse_overrides,
+)
+from l2dynamics.errors import ConfigError
+
+CORE_KEYS = ("dataset", "model", "width", "depth", "parameterization", "optimizer", "lr",
+             "momentum", "lam", "decoupled_wd", "batch_size", "steps", "seed", "loss")
+
+
+def test_core_keys_exist():
+    assert set(CORE_KEYS) <= set(CONFIG_KEYS)
+
+
+def test_flat_and_nested_give_the_same_config():
+    flat = make_config({"dataset": "digits", "model": "fc", "width": 64, "optimizer": "sgd",
+                        "lr": 0.05, "lam": 1e-3, "momentum": 0.9})
+    nested = make_config({"data": {"name": "digits"}, "model": {"name": "fc", "width": 64},
+                          "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+                          "l2": {"lam": 1e-3}})
+    assert flat == nested
+
+
+def test_yaml_strings_for_numbers_are_coerced(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lam: 1e-3\nlr: '0.2'\nsteps: 1e3\n")  # PyYAML reads 1e-3 as a string
+    cfg = make_config(load_config_file(path))
+    assert cfg.lam == 1e-3 and cfg.lr == 0.2 and cfg.steps == 1000
+
+
+def test_overrides_parse_types_and_nesting():
+    over = parse_overrides(["lam=0.01", "bias=false", "betas=[0.8, 0.99]",
+                            "data_options.label_noise=0.1", "name=my run"])
+    cfg = make_config(over, dataset="teacher")
+    assert cfg.lam == 0.01 and cfg.bias is False and cfg.betas == (0.8, 0.99)
+    assert cfg.data_options == {"label_noise": 0.1} and cfg.name == "my run"
+
+
+def test_round_trip_through_dict():
+    cfg = make_config(lam=3e-4, lr_milestones=[0.5], decay_params=["*.weight", "!fc*"])
+    assert make_config(cfg.to_dict()) == cfg
+    assert cfg.replace(lam=0.0).lam == 0.0
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"lam": -1e-3}, "lam"),
+    ({"lam": math.nan}, "lam"),
+    ({"lam": "inf"}, "lam"),
+    ({"lr": 0}, "lr"),
+    ({"lr": "fast"}, "lr"),
+    ({"steps": 0}, "steps"),
+    ({"steps": 2.5}, "steps"),
+    ({"batch_size": -4}, "batch_size"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"dataset": "imagenet"}, "dataset"),
+    ({"model": "transformer"}, "model"),
+    ({"optimizer": "lion"}, "optimizer"),
+    ({"loss": "hinge"}, "loss"),
+    ({"parameterization": "mup"}, "parameterization"),
+    ({"decay_params": "some"}, "decay_params"),
+    ({"bias": "maybe"}, "bias"),
+    ({"nesterov": True}, "nesterov"),
+    ({"optimizer": "adam", "momentum": 0.9}, "momentum"),
+    ({"betas": [0.9]}, "betas"),
+    ({"warmup_steps": 5000, "steps": 100}, "warmup_steps"),
+    ({"lamda": 0.1}, "lamda"),
+])
+def test_bad_values_name_the_field(overrides, field):
+    with pytest.raises(ConfigError) as info:
+        make_config(overrides)
+    message = str(info.value)
+    assert field in message and "\n" not in message
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ConfigError, match="did you mean 'lam'"):
+        make_config({"lamb": 0.1})
+
+
+def test_defaults_are_valid():
+    assert make_config() == Config()
