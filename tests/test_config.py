@@ -86,3 +86,12 @@ def test_unknown_key_suggests_the_close_one():
 
 def test_defaults_are_valid():
     assert make_config() == Config()
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    shipped = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
+    assert shipped
+    for path in shipped:
+        make_config(load_config_file(path))

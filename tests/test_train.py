@@ -128,3 +128,30 @@ def test_batches_cover_each_epoch_once():
     seen = torch.cat([trainer.batch(s)[1] for s in range(trainer.steps_per_epoch)])
     assert seen.shape[0] == 300
     assert torch.equal(torch.sort(seen).values, torch.sort(trainer.data.y_train).values)
+
+
+def test_lr_schedules_and_physical_time():
+    from l2dynamics.train import lr_factor
+
+    step_cfg = make_config(FAST, steps=100, lr_schedule="step", lr_milestones=[0.3, 0.6],
+                           lr_gamma=0.1)
+    assert [lr_factor(s, step_cfg) for s in (0, 29, 30, 59, 60, 99)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01])
+    cos = make_config(FAST, steps=110, lr_schedule="cosine", warmup_steps=10)
+    assert [lr_factor(s, cos) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(10, cos) == pytest.approx(1.0) and lr_factor(60, cos) == pytest.approx(0.5)
+    result = train(step_cfg)
+    hist = result.history.set_index("step")
+    expected = 0.1 * sum(lr_factor(s, step_cfg) for s in range(100))
+    assert hist.loc[100, "phys_time"] == pytest.approx(expected)
+    assert hist.loc[63, "lr"] == pytest.approx(0.1 * 0.01)
+
+
+def test_mse_is_half_squared_error_to_one_hot():
+    from l2dynamics.train.loss import make_loss
+
+    loss = make_loss("mse", "classification", 3)
+    out = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    y = torch.tensor([0, 2])
+    # second row: (0-0)² + (2-0)² + (0-1)² = 5 → ½·(0 + 5)/2
+    assert loss(out, y).item() == pytest.approx(1.25)

@@ -99,7 +99,7 @@ class Config:
     # --- probes (log-spaced evaluation clock) ---
     eval_per_decade: int = 10  # evaluation points per decade of steps
     eval_every: int = 0  # also evaluate every N steps (0: log clock only)
-    eval_train_size: int = 2048  # fixed training subset evaluated (0: the whole train set)
+    eval_train_size: int = 1024  # fixed training subset evaluated (0: the whole train set)
     eval_batch_size: int = 2048
     norms_per_tensor: bool = True  # record ‖θ_i‖ of every parameter tensor
     # --- checkpoints ---

@@ -135,7 +135,7 @@ class Trainer:
         self.rows: list[tuple[int, float, str, float]] = []
         self._prepare_batches()
         self._stop_requested = False
-        self._loss_buf = torch.zeros(LOSS_SYNC_EVERY, dtype=self.dtype, device=self.device)
+        self._losses: list[torch.Tensor] = []  # detached batch losses since the last sync
         self._loss_buf_start = 0
 
     # --- data ---------------------------------------------------------------------------------
@@ -285,14 +285,14 @@ class Trainer:
 
     def _first_bad_loss(self, upto: int) -> int | None:
         """Step of the first non-finite loss among updates [_loss_buf_start, upto)."""
-        count = upto - self._loss_buf_start
-        if count <= 0:
-            return None
-        finite = torch.isfinite(self._loss_buf[:count])
+        losses, self._losses = self._losses, []
         self._loss_buf_start = upto
+        if not losses:
+            return None
+        finite = torch.isfinite(torch.stack(losses))
         if bool(finite.all()):
             return None
-        return upto - count + int((~finite).nonzero()[0])
+        return upto - len(losses) + int((~finite).nonzero()[0])
 
     def run(self) -> RunResult:
         """Train to ``cfg.steps`` (or divergence / a stop request) and return the result."""
@@ -302,7 +302,7 @@ class Trainer:
                 cfg.to_dict(), steps_total=cfg.steps, seed=cfg.seed, device=str(self.device),
                 decay=self.decay.to_dict(), versions=_versions(), name=cfg.name)
         self._t0 = time.perf_counter()
-        self._loss_buf_start = self.step
+        self._loss_buf_start, self._losses = self.step, []
         clock = set(int(s) for s in self.clock)
         restore_handler = self._install_sigint()
         status, bad_step, cause = "finished", None, None
@@ -334,7 +334,7 @@ class Trainer:
                         self.progress(step, cfg.steps, metrics)
                 self._update(step)
                 self.step = step + 1
-                if (self.step - self._loss_buf_start) == LOSS_SYNC_EVERY:
+                if len(self._losses) == LOSS_SYNC_EVERY:
                     bad_step = self._first_bad_loss(self.step)
                     if bad_step is not None:
                         status, cause = "diverged", "non-finite loss"
@@ -369,7 +369,7 @@ class Trainer:
         self.optimizer.step()
         self.phys_time += lr
         self.lam_time += lr * self.penalty.lam
-        self._loss_buf[step - self._loss_buf_start] = loss.detach()
+        self._losses.append(loss.detach())
         for cb in self.callbacks:
             hook = getattr(cb, "on_step_end", None)
             if hook is not None:
