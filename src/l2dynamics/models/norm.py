@@ -31,7 +31,26 @@ def _gain_times_direction(v: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     return v * (gain / norms).view(-1, *([1] * (v.dim() - 1)))
 
 
-class WNConv2d(nn.Conv2d):
+class _WeightNormed:
+    """Shared by the WN layers: `weight` is the direction v, `gain` the per-unit norm g."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    gain: nn.Parameter
+    weight_var: float
+    bias_var: float
+
+    def reset_parameters(self) -> None:
+        standard_init_(self.weight, self.bias, self.weight_var, self.bias_var)
+        if "gain" in self._parameters:  # type: ignore[attr-defined]
+            nn.init.constant_(self.gain, math.sqrt(self.weight_var))
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight actually applied, g·v/‖v‖ per output unit (same shape as `weight`)."""
+        return _gain_times_direction(self.weight, self.gain)
+
+
+class WNConv2d(_WeightNormed, nn.Conv2d):
     """Conv2d with weight normalization: effective filter w_o = gain_o · weight_o / ‖weight_o‖.
 
     Plain parameters (no torch parametrizations): `weight` is the direction v (same shape as a
@@ -49,20 +68,11 @@ class WNConv2d(nn.Conv2d):
                          bias=bias)
         self.gain = nn.Parameter(torch.full((out_channels,), math.sqrt(weight_var)))
 
-    def reset_parameters(self) -> None:
-        standard_init_(self.weight, self.bias, self.weight_var, self.bias_var)
-        if "gain" in self._parameters:
-            nn.init.constant_(self.gain, math.sqrt(self.weight_var))
-
-    def effective_weight(self) -> torch.Tensor:
-        """The filter bank actually applied, g·v/‖v‖ (out, in, kh, kw)."""
-        return _gain_times_direction(self.weight, self.gain)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.effective_weight(), self.bias)
 
 
-class WNLinear(nn.Linear):
+class WNLinear(_WeightNormed, nn.Linear):
     """Linear layer with weight normalization: row w_o = gain_o · weight_o / ‖weight_o‖.
 
     Same conventions as `WNConv2d` (`weight` = direction v, `gain` = g per output unit).
@@ -73,15 +83,6 @@ class WNLinear(nn.Linear):
         self.weight_var, self.bias_var = weight_var, bias_var  # read by reset_parameters
         super().__init__(in_features, out_features, bias=bias)
         self.gain = nn.Parameter(torch.full((out_features,), math.sqrt(weight_var)))
-
-    def reset_parameters(self) -> None:
-        standard_init_(self.weight, self.bias, self.weight_var, self.bias_var)
-        if "gain" in self._parameters:
-            nn.init.constant_(self.gain, math.sqrt(self.weight_var))
-
-    def effective_weight(self) -> torch.Tensor:
-        """The matrix actually applied, g·v/‖v‖ (out, in)."""
-        return _gain_times_direction(self.weight, self.gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.effective_weight(), self.bias)

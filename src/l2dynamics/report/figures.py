@@ -23,11 +23,18 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a figure is meant to be shared
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def plot_runs(histories: Mapping[str, pd.DataFrame], path: str | Path, *,

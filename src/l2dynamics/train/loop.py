@@ -136,7 +136,6 @@ class Trainer:
         self._prepare_batches()
         self._stop_requested = False
         self._losses: list[torch.Tensor] = []  # detached batch losses since the last sync
-        self._loss_buf_start = 0
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -284,9 +283,9 @@ class Trainer:
         self._stop_requested = True
 
     def _first_bad_loss(self, upto: int) -> int | None:
-        """Step of the first non-finite loss among updates [_loss_buf_start, upto)."""
+        """Step of the first non-finite loss among the updates since the last check, which
+        end at update `upto` (the losses are kept on the device until this one sync)."""
         losses, self._losses = self._losses, []
-        self._loss_buf_start = upto
         if not losses:
             return None
         finite = torch.isfinite(torch.stack(losses))
@@ -302,10 +301,18 @@ class Trainer:
                 cfg.to_dict(), steps_total=cfg.steps, seed=cfg.seed, device=str(self.device),
                 decay=self.decay.to_dict(), versions=_versions(), name=cfg.name)
         self._t0 = time.perf_counter()
-        self._loss_buf_start, self._losses = self.step, []
+        self._losses = []
         clock = set(int(s) for s in self.clock)
         restore_handler = self._install_sigint()
         status, bad_step, cause = "finished", None, None
+
+        def diverged(upto: int) -> bool:
+            nonlocal status, bad_step, cause
+            bad_step = self._first_bad_loss(upto)
+            if bad_step is not None:
+                status, cause = "diverged", "non-finite loss"
+            return bad_step is not None
+
         try:
             self.model.train()
             start = self.step
@@ -315,15 +322,11 @@ class Trainer:
                     break
                 if (cfg.checkpoint_every and step > start and step % cfg.checkpoint_every == 0
                         and self.checkpoints_enabled):
-                    bad_step = self._first_bad_loss(step)
-                    if bad_step is not None:
-                        status, cause = "diverged", "non-finite loss"
+                    if diverged(step):
                         break
                     self.save_checkpoint()
                 if step in clock:
-                    bad_step = self._first_bad_loss(step)
-                    if bad_step is not None:
-                        status, cause = "diverged", "non-finite loss"
+                    if diverged(step):
                         break
                     metrics = self.measure()
                     self._record(metrics)
@@ -334,17 +337,12 @@ class Trainer:
                         self.progress(step, cfg.steps, metrics)
                 self._update(step)
                 self.step = step + 1
-                if len(self._losses) == LOSS_SYNC_EVERY:
-                    bad_step = self._first_bad_loss(self.step)
-                    if bad_step is not None:
-                        status, cause = "diverged", "non-finite loss"
-                        break
+                if len(self._losses) == LOSS_SYNC_EVERY and diverged(self.step):
+                    break
                 if self.progress:
                     self.progress(self.step, cfg.steps, None)
             else:
-                bad_step = self._first_bad_loss(self.step)
-                if bad_step is not None:
-                    status, cause = "diverged", "non-finite loss"
+                diverged(self.step)
         except BaseException as err:
             if self.store is not None and self.run_id is not None:
                 aborted = isinstance(err, KeyboardInterrupt)
