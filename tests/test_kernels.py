@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+import l2dynamics.probes.kernel as kernel_mod
 import l2dynamics.theory.kernels as kernels_mod
 from l2dynamics.errors import ConfigError
 from l2dynamics.models import build_model
-from l2dynamics.probes.kernel import empirical_ntk
+from l2dynamics.probes.kernel import empirical_ntk, fc_empirical_ntk
 from l2dynamics.theory import activation_expectations, fc_kernels
 
 CASES = [("relu", 0.0), ("relu", 0.1), ("erf", 0.0), ("erf", 0.1)]
@@ -202,3 +203,73 @@ def test_empirical_ntk_bad_chunk_size():
     model = build_model("fc", input_shape=(3,), num_outputs=1, width=4)
     with pytest.raises(ConfigError, match="chunk_size"):
         empirical_ntk(model, torch.randn(2, 3), chunk_size=0)
+
+
+# ---------------------------------------------------------------- fc fast path (layerwise NTK)
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+@pytest.mark.parametrize("activation,bias", [("relu", False), ("relu", True), ("erf", False),
+                                             ("erf", True)])
+def test_fc_fast_path_matches_generic(activation, bias, parameterization):
+    # Same sums in a different order: agreement to float64 rounding (≈1e-15 relative).
+    torch.manual_seed(0)
+    model = build_model("fc", input_shape=(2, 3), num_outputs=3, width=10, depth=3,
+                        activation=activation, bias=bias, bias_var=0.3,
+                        parameterization=parameterization).double()
+    x, x2 = torch.randn(6, 2, 3, dtype=torch.float64), torch.randn(4, 2, 3, dtype=torch.float64)
+    for full in (False, True):
+        for b in (None, x2):
+            fast = fc_empirical_ntk(model, x, b, chunk_size=4, full=full)
+            generic = empirical_ntk(model, x, b, full=full, generic=True)
+            torch.testing.assert_close(fast, generic, rtol=1e-10, atol=1e-10)
+    # frozen tensors drop out of the sum in both paths
+    model.features[1].weight.requires_grad_(False)
+    if bias:
+        model.readout.bias.requires_grad_(False)
+    torch.testing.assert_close(fc_empirical_ntk(model, x), empirical_ntk(model, x, generic=True),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_empirical_ntk_dispatches_to_fc_fast_path(monkeypatch):
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return fast(*args, **kwargs)
+
+    fast = kernel_mod.fc_empirical_ntk
+    monkeypatch.setattr(kernel_mod, "fc_empirical_ntk", spy)
+    torch.manual_seed(0)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    fc = build_model("fc", input_shape=(4,), num_outputs=2, width=8, bias_var=0.1).double()
+    out = empirical_ntk(fc, x, chunk_size=2, full=True)
+    assert calls == [{"chunk_size": 2, "full": True}]
+    torch.testing.assert_close(out, empirical_ntk(fc, x, full=True, generic=True),
+                               rtol=1e-10, atol=1e-10)
+    assert len(calls) == 1  # generic=True bypasses the fast path
+    others = [build_model("fc", input_shape=(4,), num_outputs=2, width=8, norm=norm)
+              for norm in ("bn", "ln", "wn")]
+    others.append(build_model("cnn", input_shape=(1, 2, 2), num_outputs=2, width=2, depth=1))
+    for model in others:
+        empirical_ntk(model.double(), x.reshape(5, 1, 2, 2) if model is others[-1] else x)
+        with pytest.raises(ConfigError, match="FullyConnected"):
+            fc_empirical_ntk(model, x)
+    assert len(calls) == 1
+
+
+def test_fc_fast_path_chunking_invariance():
+    torch.manual_seed(1)
+    model = build_model("fc", input_shape=(5,), num_outputs=2, width=16, depth=2,
+                        parameterization="ntk", bias_var=0.2).double()
+    x, x2 = torch.randn(11, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64)
+    ref = fc_empirical_ntk(model, x, x2, chunk_size=64)
+    for chunk_size in (1, 3, 7):
+        torch.testing.assert_close(fc_empirical_ntk(model, x, x2, chunk_size=chunk_size), ref,
+                                   rtol=1e-12, atol=1e-12)
+    sym = fc_empirical_ntk(model, x, chunk_size=4)
+    torch.testing.assert_close(sym, fc_empirical_ntk(model, x, x.clone(), chunk_size=5),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sym, sym.T, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="chunk_size"):
+        fc_empirical_ntk(model, x, chunk_size=0)

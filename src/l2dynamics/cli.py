@@ -338,10 +338,7 @@ def quickstart(
     from l2dynamics.store import RunStore
     from l2dynamics.train import Trainer
 
-    try:
-        lam_values = [float(v) for v in lams.split(",")]
-    except ValueError:
-        raise ConfigError(f"--lams must be comma-separated numbers, got {lams!r}") from None
+    lam_values = _number_list(lams, "--lams", minimum=0.0)
     base = dict(dataset="mnist1d", n_train=4000, n_test=4000, model="fc", width=256, depth=2,
                 optimizer="sgd", lr=0.1, batch_size=128, steps=steps, eval_per_decade=12)
     configs = [make_config(base, lam=lam, name=f"quickstart λ={lam:g}") for lam in lam_values]
@@ -358,6 +355,98 @@ def quickstart(
     figure = plot_runs(histories, out_dir / "quickstart.png",
                        title="MLP on MNIST-1D, SGD η=0.1: test accuracy for several λ")
     out.print(f"figure: {figure}")
+
+
+def _number_list(text: str, option: str, *, minimum: float = 0.0, integer: bool = False,
+                 positive: bool = False) -> list:
+    """Parse "a,b,c" into numbers, refusing NaN/inf, values below `minimum` and empties."""
+    import math
+
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} needs at least one value")
+    for v in values:
+        if not math.isfinite(v) or v < minimum or (positive and v <= 0):
+            bound = "> 0" if positive else f">= {minimum:g}"
+            raise ConfigError(f"{option} values must be finite and {bound}, got {v:g}")
+        if integer and not v.is_integer():
+            raise ConfigError(f"{option} values must be integers, got {v:g}")
+    return [int(v) for v in values] if integer else values
+
+
+# --- theory -------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def theory(
+    out_dir: Path = typer.Option(Path("out/theory"), "--out", help="Figures, tables, JSON."),
+    widths: str = typer.Option("256,1024,2048", help="Network widths to train."),
+    lams: str = typer.Option("0.3,1,3", help="λ of the trained networks (flow units)."),
+    n_train: int = typer.Option(128, help="Training points (full batch)."),
+    n_test: int = typer.Option(1000, help="Test points."),
+    depth: int = typer.Option(2, help="Hidden layers (k = depth + 1)."),
+    horizon: float = typer.Option(3.0, help="Train networks until λ·t = horizon."),
+    quick: bool = typer.Option(False, help="Small and fast (for a smoke test)."),
+) -> None:
+    """Infinite-width theory vs wide networks: kernel decay, t* ∝ 1/λ, linear contrast."""
+    import numpy as np
+
+    from l2dynamics.report.theory import (
+        plot_characteristic_times,
+        plot_hessian,
+        plot_networks,
+        plot_theory_curves,
+    )
+    from l2dynamics.studies.theory import TheoryStudy, run_theory_study
+
+    study = TheoryStudy(
+        n_train=n_train, n_test=n_test, depth=depth, horizon=horizon,
+        widths=tuple(_number_list(widths, "--widths", minimum=1, integer=True)),
+        lams=tuple(_number_list(lams, "--lams", positive=True)))
+    if quick:
+        study.widths, study.lams, study.n_train, study.n_test = (64, 512), (3.0,), 48, 300
+        study.horizon, study.record_points, study.kernel_points = 2.0, 12, 12
+        study.theory_lams = tuple(np.logspace(-1, 1, 5).tolist())
+    result = run_theory_study(study, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = [plot_theory_curves(result, out_dir / "theory_curves.png"),
+               plot_characteristic_times(result, out_dir / "characteristic_times.png"),
+               plot_networks(result, out_dir / "networks.png"),
+               plot_hessian(result, out_dir / "hessian.png")]
+    result.hessian.to_csv(out_dir / "hessian.csv", index=False)
+    result.theory_times.to_csv(out_dir / "theory_times.csv", index=False)
+    result.fits.to_csv(out_dir / "fits.csv", index=False)
+    result.comparisons.to_csv(out_dir / "comparisons.csv", index=False)
+    result.networks.to_csv(out_dir / "networks.csv", index=False)
+    (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=1, default=float))
+    _print_frame("power laws t ∝ λ^p of the theory's characteristic times", result.fits)
+    shown = result.comparisons[["width", "lam", "loss_rel_err_lazy_max", "loss_rel_err_all_rms",
+                                "t_star_net", "t_star_flow", "peak_acc_net", "peak_acc_flow",
+                                "lazy_until_lam_t"]]
+    shown.columns = ["width", "λ", "loss err (lazy, max)", "loss err (rms)", "t* net",
+                     "t* flow", "peak acc net", "peak acc flow", "lazy until λt"]
+    _print_frame("finite networks vs the infinite-width flow (flow units)", shown)
+    if not result.hessian.empty:
+        last = result.hessian.sort_values("t").groupby(["width", "lam"]).tail(
+            result.study.hessian_k)
+        table = last.groupby(["width", "lam"]).agg(
+            lam_t=("lam_t", "max"), smallest_over_lam=("bottom_over_lam", "min"),
+            median_bottom_over_lam=("bottom_over_lam", "median")).reset_index()
+        _print_frame("smallest Hessian eigenvalues / λ at the end of training", table)
+    out.print("figures: " + ", ".join(str(f) for f in figures))
+
+
+def _print_frame(title: str, frame: Any) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    out.print(table)
 
 
 def main() -> None:
