@@ -134,3 +134,22 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path):
     with RunStore(store) as st:
         trainer = Trainer.resume(st, 1)
         assert trainer.step == stopped_at
+
+
+@pytest.mark.slow
+def test_theory_quick_writes_figures_and_tables(tmp_path):
+    result = runner.invoke(app, ["theory", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for name in ("theory_curves.png", "characteristic_times.png", "networks.png", "hessian.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["comparisons"] and summary["fits"]
+    assert "deep (k=3) vs linear" in result.output
+
+
+def test_theory_refuses_bad_options(tmp_path):
+    for args, fragment in ((["--widths", "0"], "--widths"), (["--lams", "-1"], "--lams"),
+                           (["--theory-init", "random"], "theory_init")):
+        result = runner.invoke(app, ["theory", *args, "--out", str(tmp_path / "x")])
+        assert result.exit_code == 2 and fragment in result.output, result.output
+        assert not (tmp_path / "x").exists()

@@ -33,6 +33,7 @@ import torch
 from scipy import stats
 
 from l2dynamics.config import Config, make_config
+from l2dynamics.errors import ConfigError
 from l2dynamics.probes.kernel import empirical_ntk
 from l2dynamics.theory import fc_kernels
 from l2dynamics.theory.flow import flow_metrics, kernel_flow
@@ -54,6 +55,8 @@ class TheoryStudy:
     lr_fraction: float = 0.5  # flow-time step η_flow = lr_fraction / θ_max(Θ₀)
     theory_lams: tuple[float, ...] = tuple(np.round(np.logspace(-2, 1, 13), 6).tolist())
     theory_horizon: float = 20.0  # theory curves run to λ·t = theory_horizon
+    theory_init: str = "zero"  # initial outputs of the theory curves: "zero" | "nngp" (a sample)
+    label_scale: float = 1.0  # theory curves fit label_scale·one-hot (networks: unit one-hot)
     record_points: int = 40  # log-spaced network snapshots
     kernel_points: int = 32  # training points on which the empirical NTK is tracked
     window_delta: float = 0.01  # "high-accuracy window": accuracy ≥ peak − window_delta
@@ -139,22 +142,37 @@ def fit_power_law(lams: Sequence[float], times: Sequence[float]) -> dict[str, fl
             "r2": fit.rvalue**2, "points": int(ok.sum())}
 
 
+def nngp_sample(nngp: np.ndarray, outputs: int, seed: int) -> np.ndarray:
+    """Initial outputs drawn from the NNGP prior N(0, K) (independent per output), shape
+    (n_points, outputs); K is the joint train+test covariance."""
+    values, vectors = np.linalg.eigh(nngp)
+    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    rng = np.random.default_rng(seed)
+    return root @ rng.standard_normal((nngp.shape[0], outputs))
+
+
 def theory_grid(study: TheoryStudy, kernels: tuple[np.ndarray, np.ndarray], y_train: np.ndarray,
-                labels_test: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Curves, characteristic times and power-law fits for the deep (k) and linear (k=1) flows."""
+                labels_test: np.ndarray, f0: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Curves, characteristic times and power-law fits for the deep (k) and linear (k=1) flows.
+
+    `f0` (train, test) initial outputs; None means zero (the infinite-width mean)."""
     curves, times_rows = [], []
     for model, k in (("deep", study.k), ("linear", 1)):
         for lam in study.theory_lams:
             t = np.geomspace(1e-3, study.theory_horizon / lam, 500)
-            curve = theory_curve(kernels, y_train, labels_test, lam=lam, k=k, times=t)
+            curve = theory_curve(kernels, study.label_scale * y_train, labels_test, lam=lam,
+                                 k=k, times=t, f0=f0)
             curves.append(curve.assign(model=model, lam=lam))
             times_rows.append({"model": model, "lam": lam,
-                               **characteristic_times(curve, window_delta=study.window_delta)})
+                               **characteristic_times(curve, window_delta=study.window_delta),
+                               "final_acc": float(curve["test_acc"].iloc[-1]),
+                               "final_loss": float(curve["test_loss"].iloc[-1])})
     curves_df, times_df = pd.concat(curves, ignore_index=True), pd.DataFrame(times_rows)
     fits = []
     deep = times_df[times_df["model"] == "deep"]
     for name in ("t_peak", "t_window_end", "t_loss_min", "t_loss_min_late"):
-        for label, sel in (("all λ", deep["lam"] > 0), ("λ ≤ 0.03", deep["lam"] <= 0.03 + 1e-12),
+        for label, sel in (("all λ", deep["lam"] > 0), ("λ < 0.1", deep["lam"] < 0.1 - 1e-12),
                            ("λ ≥ 0.1", deep["lam"] >= 0.1 - 1e-12)):
             fits.append({"time": name, "range": label,
                          **fit_power_law(deep.loc[sel, "lam"], deep.loc[sel, name])})
@@ -304,9 +322,20 @@ def run_theory_study(study: TheoryStudy | None = None,
     base = Trainer(network_config(study, width=16, lam=1.0, lr_flow=1.0, steps=1))
     x_train = base.data.x_train.double()
     x_test = base.data.x_test.double()
-    ntk_train = fc_kernels(x_train, depth=study.depth, weight_var=study.weight_var)[1].numpy()
-    ntk_test_train = fc_kernels(x_test, x_train, depth=study.depth,
-                                weight_var=study.weight_var)[1].numpy()
+    if not (math.isfinite(study.window_delta) and 0 <= study.window_delta < 1):
+        raise ConfigError(f"window_delta must be in [0, 1), got {study.window_delta}")
+    if study.theory_init not in ("zero", "nngp"):
+        raise ConfigError(f"theory_init must be 'zero' or 'nngp', got {study.theory_init!r}")
+    if not (math.isfinite(study.lr_fraction) and 0 < study.lr_fraction < 2):
+        raise ConfigError(f"lr_fraction must be in (0, 2) (GD is unstable beyond), "
+                          f"got {study.lr_fraction}")
+    if not (math.isfinite(study.label_scale) and study.label_scale > 0):
+        raise ConfigError(f"label_scale must be a finite number > 0, got {study.label_scale}")
+    x_all = torch.cat([x_train, x_test])
+    nngp_all, ntk_all = (k.numpy() for k in fc_kernels(x_all, depth=study.depth,
+                                                       weight_var=study.weight_var))
+    n = x_train.shape[0]
+    ntk_train, ntk_test_train = ntk_all[:n, :n], ntk_all[n:, :n]
     kernels = (ntk_train, ntk_test_train)
     y_train = one_hot(base.data.y_train, base.data.num_outputs)
     labels_test = base.data.y_test.cpu().numpy()
@@ -314,7 +343,11 @@ def run_theory_study(study: TheoryStudy | None = None,
     lr_flow = study.lr_fraction / theta_max
     if progress:
         progress(f"kernels: n={study.n_train}, θ_max={theta_max:.4g}, η_flow={lr_flow:.3g}")
-    curves, times, fits = theory_grid(study, kernels, y_train, labels_test)
+    f0 = None
+    if study.theory_init == "nngp":
+        sample = nngp_sample(nngp_all, y_train.shape[1], study.seed)
+        f0 = (sample[:n], sample[n:])
+    curves, times, fits = theory_grid(study, kernels, y_train, labels_test, f0)
     frames, comparisons, hessians = [], [], []
     for width in study.widths:
         for lam in study.lams:
