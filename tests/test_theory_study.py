@@ -54,3 +54,18 @@ def test_small_study_networks_approach_the_flow_with_width():
     early = wide[wide["lam_t"] <= 1.0]
     np.testing.assert_allclose(early["kernel_ratio"], early["kernel_ratio_theory"], rtol=0.15)
     assert set(result.theory_times["model"]) == {"deep", "linear"}
+
+
+def test_theory_only_run_with_nngp_initial_outputs():
+    base = dict(n_train=32, n_test=100, widths=(), theory_lams=(0.1, 1.0, 10.0))
+    zero = run_theory_study(TheoryStudy(**base))
+    nngp = run_theory_study(TheoryStudy(**base, theory_init="nngp", seed=1))
+    assert zero.networks.empty and zero.comparisons.empty
+    z = zero.theory_curves[zero.theory_curves["model"] == "deep"]
+    n = nngp.theory_curves[nngp.theory_curves["model"] == "deep"]
+    # Different starting outputs change the early curve; both decay to f = 0 (loss ½‖y‖²).
+    assert not np.allclose(z["test_loss"].iloc[:5], n["test_loss"].iloc[:5])
+    assert z["test_loss"].iloc[-1] == pytest.approx(0.5, abs=1e-6)
+    assert n["test_loss"].iloc[-1] == pytest.approx(0.5, abs=1e-6)
+    with pytest.raises(ValueError, match="theory_init"):
+        run_theory_study(TheoryStudy(**base, theory_init="random"))
