@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from l2dynamics.analysis import fit_power_law
 from l2dynamics.studies.theory import (
     TheoryStudy,
     characteristic_times,
-    fit_power_law,
     network_config,
     run_theory_study,
 )

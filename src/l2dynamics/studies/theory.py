@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
+from l2dynamics.analysis.fits import fit_power_law
 from l2dynamics.config import Config, make_config
 from l2dynamics.errors import ConfigError
 from l2dynamics.probes.kernel import empirical_ntk
@@ -127,19 +127,6 @@ def characteristic_times(curve: pd.DataFrame, *, window_delta: float = 0.01) -> 
     return {"t_peak": float(t[i_peak]), "peak_acc": float(acc[i_peak]),
             "t_window_end": t_end, "t_loss_min": float(t[i_min]),
             "min_loss": float(loss[i_min]), "t_loss_min_late": float(t[i_late])}
-
-
-def fit_power_law(lams: Sequence[float], times: Sequence[float]) -> dict[str, float]:
-    """Least-squares fit log t = p·log λ + b: slope p with a 95 % CI, R², points used."""
-    lams, times = np.asarray(lams, float), np.asarray(times, float)
-    ok = np.isfinite(times) & (times > 0)
-    if ok.sum() < 3:
-        return {"slope": math.nan, "ci_low": math.nan, "ci_high": math.nan, "r2": math.nan,
-                "points": int(ok.sum())}
-    fit = stats.linregress(np.log(lams[ok]), np.log(times[ok]))
-    half = stats.t.ppf(0.975, ok.sum() - 2) * fit.stderr
-    return {"slope": fit.slope, "ci_low": fit.slope - half, "ci_high": fit.slope + half,
-            "r2": fit.rvalue**2, "points": int(ok.sum())}
 
 
 def nngp_sample(nngp: np.ndarray, outputs: int, seed: int) -> np.ndarray:
