@@ -91,7 +91,13 @@ def test_defaults_are_valid():
 def test_shipped_configs_are_valid():
     from pathlib import Path
 
-    shipped = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
-    assert shipped
-    for path in shipped:
+    from l2dynamics.sweep import load_sweep
+
+    root = Path(__file__).parent.parent / "configs"
+    runs = sorted(p for p in root.rglob("*.yaml") if "sweeps" not in p.parts)
+    sweeps = sorted((root / "sweeps").glob("*.yaml"))
+    assert runs and sweeps
+    for path in runs:
         make_config(load_config_file(path))
+    for path in sweeps:
+        assert len(load_sweep(path).configs()) > 0

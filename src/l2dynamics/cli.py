@@ -1,4 +1,4 @@
-"""Command line: ``l2dynamics train | runs | datasets | keys | quickstart``.
+"""Command line: ``l2dynamics train | runs | sweep | theory | datasets | keys | quickstart``.
 
 Every user mistake prints one line (``error: …``) and exits with status 2, before anything is
 written; a run stopped with Ctrl-C is checkpointed and can be resumed with ``--resume ID``.
@@ -469,6 +469,37 @@ def _print_frame(title: str, frame: Any) -> None:
     for row in frame.itertuples(index=False):
         table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
     out.print(table)
+
+
+# --- sweep --------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def sweep(
+    spec: Path = typer.Argument(..., help="Sweep spec (YAML/JSON): name, base, grid, budget."),
+    store: Path | None = StoreOption,
+    workers: int = typer.Option(1, "--workers", "-j", help="Parallel worker processes."),
+) -> None:
+    """Run a grid of configs into the store; runs already finished there are skipped."""
+    from l2dynamics.sweep import load_sweep, run_sweep
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+    plan = load_sweep(spec)
+    configs = plan.configs()  # validated and expanded before the store is opened
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=err, transient=False)
+    with progress:
+        task = progress.add_task(f"sweep {plan.name}", total=len(configs))
+        result = run_sweep(plan, store, workers=workers, configs=configs,
+                           progress=lambda done, total: progress.update(task, completed=done))
+    for message in result.errors:
+        err.print(f"[red]failed:[/] {message}", highlight=False, soft_wrap=True)
+    from l2dynamics.store import default_store_path
+
+    where = store if store is not None else default_store_path()
+    out.print(f"sweep {plan.name}: {result.summary()}  [dim]({where})[/]", highlight=False)
 
 
 def main() -> None:
