@@ -1,0 +1,72 @@
+"""t* tables, seed statistics, fits and verdicts on synthetic stored curves with known t*."""
+
+import math
+
+import numpy as np
+import pytest
+
+from l2dynamics import RunStore, make_config
+from l2dynamics.analysis.tstar import tstar_fits, tstar_summary, tstar_table, tstar_verdict
+from l2dynamics.train import eval_steps
+
+STEPS = eval_steps(200_000, per_decade=50)
+
+
+def _store_curves(store, lams, seeds, *, c=50.0, slope=-1.0, lr=0.1, underfit=()):
+    """Test accuracy bumps peaking at t* = c·λ^slope (in steps), plus seed noise."""
+    for lam in lams:
+        for seed in seeds:
+            cfg = make_config(lam=lam, lr=lr, seed=seed, steps=int(STEPS[-1])).to_dict()
+            rid = store.create_run(cfg, steps_total=cfg["steps"], seed=seed, device="cpu")
+            rng = np.random.default_rng(seed + int(1e6 * lam))
+            center = math.log10(c * lam**slope) if lam > 0 else 6.0
+            x = np.log10(np.maximum(STEPS, 1))
+            acc = 0.5 + 0.3 * np.exp(-((x - center) / 0.4) ** 2) + rng.normal(0, 0.003, x.size)
+            if lam == 0:
+                acc = 0.5 + 0.25 * (x / x.max())
+            train = np.full(x.size, 0.5 if lam in underfit else 1.0)
+            rows = [(int(s), 0.1 * s, "test_acc", float(a)) for s, a in zip(STEPS, acc,
+                                                                              strict=True)]
+            rows += [(int(s), 0.1 * s, "train_acc", float(t)) for s, t in zip(STEPS, train,
+                                                                               strict=True)]
+            store.finish_run(rid, "finished", steps_done=cfg["steps"], wall_seconds=0.0,
+                             final_rows=rows)
+
+
+def test_known_inverse_law_is_recovered_and_judged(tmp_path):
+    lams = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+    with RunStore(tmp_path / "s.sqlite") as store:
+        _store_curves(store, [0.0, *lams], seeds=[0, 1, 2])
+        table = tstar_table(store)
+    assert len(table) == 18 and table["fits_train"].all()
+    fits = tstar_fits(table).iloc[0]
+    # t* sits on a 50-per-decade clock (5 % steps).
+    assert fits["slope"] == pytest.approx(-1.0, abs=0.1) and fits["contains_minus_one"]
+    # λ = 1e-4 and 3e-4 peak at or beyond the 2e5-step budget: censored, not fitted.
+    assert fits["excluded_censored"] == 6 and fits["used"] == 9
+    summary = tstar_summary(table)
+    row = summary[summary["lam"] == 1e-3].iloc[0]
+    assert row["seeds"] == 3 and row["tstar_low"] <= row["tstar"] <= row["tstar_high"]
+    assert row["c"] == pytest.approx(50.0, rel=0.15)
+    verdict = tstar_verdict(table).set_index("claim")
+    assert verdict.loc["t* ∝ 1/λ (η=0.1)", "holds"] == "yes"
+    assert verdict.loc["some λ > 0 beats λ = 0 (η=0.1)", "holds"] == "yes"
+
+
+def test_a_different_law_is_rejected_and_underfitting_is_excluded(tmp_path):
+    lams = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+    with RunStore(tmp_path / "s.sqlite") as store:
+        _store_curves(store, lams, seeds=[0, 1], c=2.0, slope=-1.5, underfit=(3e-2,))
+        table = tstar_table(store)
+    fits = tstar_fits(table).iloc[0]
+    # λ = 3e-2 never fits its training data; λ = 1e-4 and 3e-4 peak beyond the budget.
+    assert fits["excluded_underfit"] == 2 and fits["excluded_censored"] == 4
+    assert fits["used"] == 6
+    assert fits["slope"] == pytest.approx(-1.5, abs=0.08) and not fits["contains_minus_one"]
+    verdict = tstar_verdict(table).set_index("claim")
+    assert verdict.loc["t* ∝ 1/λ (η=0.1)", "holds"] == "no"
+
+
+def test_empty_store_gives_empty_table(tmp_path):
+    with RunStore(tmp_path / "s.sqlite") as store:
+        assert tstar_table(store).empty
