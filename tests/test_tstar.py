@@ -70,3 +70,23 @@ def test_a_different_law_is_rejected_and_underfitting_is_excluded(tmp_path):
 def test_empty_store_gives_empty_table(tmp_path):
     with RunStore(tmp_path / "s.sqlite") as store:
         assert tstar_table(store).empty
+
+
+def test_analyze_tstar_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+
+    path = tmp_path / "s.sqlite"
+    with RunStore(path) as store:
+        _store_curves(store, [0.0, 1e-3, 3e-3, 1e-2], seeds=[0, 1])
+    runner = CliRunner()
+    result = runner.invoke(app, ["analyze", "tstar", "--store", str(path), "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "verdict" in result.output and (tmp_path / "out" / "tstar.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "tstar_fits.csv").exists()
+    bad = runner.invoke(app, ["analyze", "tstar", "--store", str(path), "--estimator", "mean"])
+    assert bad.exit_code == 2 and "--estimator" in bad.output
+    missing = runner.invoke(app, ["analyze", "tstar", "--store", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 2

@@ -1,4 +1,5 @@
-"""Command line: ``l2dynamics train | runs | sweep | theory | datasets | keys | quickstart``.
+"""Command line: ``l2dynamics train | runs | sweep | analyze | theory | datasets | keys |
+quickstart``.
 
 Every user mistake prints one line (``error: …``) and exits with status 2, before anything is
 written; a run stopped with Ctrl-C is checkpointed and can be resumed with ``--resume ID``.
@@ -500,6 +501,54 @@ def sweep(
 
     where = store if store is not None else default_store_path()
     out.print(f"sweep {plan.name}: {result.summary()}  [dim]({where})[/]", highlight=False)
+
+
+# --- analysis -----------------------------------------------------------------------------------
+
+analyze_app = typer.Typer(no_args_is_help=True, help="Analyses of stored runs.")
+app.add_typer(analyze_app, name="analyze")
+
+
+@analyze_app.command("tstar")
+@user_errors
+def analyze_tstar(
+    store: Path | None = StoreOption,
+    ids: list[int] = typer.Option([], "--id", help="Only these run IDs (repeatable)."),
+    estimator: str = typer.Option("smoothed", help="raw | smoothed | onset"),
+    train_threshold: float = typer.Option(0.99, help="Under-fitting guard on train accuracy."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write CSV tables and a figure."),
+) -> None:
+    """t* and c = λ·t* per run, seed CIs, the slope of log t* vs log λ, and a verdict."""
+    from l2dynamics.analysis import ESTIMATORS
+    from l2dynamics.analysis.tstar import tstar_fits, tstar_summary, tstar_table, tstar_verdict
+    from l2dynamics.store import RunStore
+
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"--estimator {estimator!r} is not allowed; use {', '.join(ESTIMATORS)}")
+    if not 0 < train_threshold <= 1:
+        raise ConfigError(f"--train-threshold must be in (0, 1], got {train_threshold:g}")
+    with RunStore(store, create=False) as st:
+        table = tstar_table(st, ids or None, train_threshold=train_threshold)
+    if table.empty:
+        raise ConfigError("no finished classification runs with test accuracy in the store")
+    summary = tstar_summary(table, estimator=estimator)
+    fits = tstar_fits(table, estimator=estimator)
+    verdict = tstar_verdict(table, estimator=estimator)
+    _print_frame("verdict", verdict)
+    _print_frame("log t* vs log λ per learning rate", fits[["lr", "runs", "used",
+                 "excluded_underfit", "excluded_censored", "slope", "ci_low", "ci_high", "r2"]])
+    _print_frame("per (η, λ), over seeds", summary[["lr", "lam", "seeds", "tstar", "tstar_low",
+                 "tstar_high", "c", "peak_acc", "peak_acc_low", "peak_acc_high",
+                 "all_fit_train", "any_peak_at_end"]])
+    if out_dir is not None:
+        from l2dynamics.report.figures import plot_tstar
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, frame in (("runs", table), ("summary", summary), ("fits", fits),
+                            ("verdict", verdict)):
+            frame.to_csv(out_dir / f"tstar_{name}.csv", index=False)
+        figure = plot_tstar(table, summary, fits, out_dir / "tstar.png", estimator=estimator)
+        out.print(f"figure: {figure}")
 
 
 def main() -> None:

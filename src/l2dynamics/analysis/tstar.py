@@ -134,7 +134,9 @@ def tstar_verdict(table: pd.DataFrame, *, estimator: str = "smoothed") -> pd.Dat
                                      f"{zero['peak_acc'].iloc[0]:.4f} ({gain:+.4f})",
                          "holds": "yes" if separated else ("no" if gain <= 0 else
                                                            "within seed CIs")})
-        small = positive.nsmallest(max(2, len(positive) // 2), "lam")
+        # flatness is judged only where the peak was seen (censored runs had not peaked yet)
+        peaked = positive[~positive["any_peak_at_end"]]
+        small = peaked.nsmallest(max(2, len(peaked) // 2), "lam")
         if len(small) >= 2:
             spread = small["peak_acc"].max() - small["peak_acc"].min()
             ci = float(np.nanmax(small["peak_acc_high"] - small["peak_acc_low"]))

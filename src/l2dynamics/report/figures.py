@@ -72,3 +72,48 @@ def plot_runs(histories: Mapping[str, pd.DataFrame], path: str | Path, *,
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_tstar(table: pd.DataFrame, summary: pd.DataFrame, fits: pd.DataFrame,
+               path: str | Path, *, estimator: str = "smoothed") -> Path:
+    """t* vs λ (log–log, one color per η, runs as dots, seed means with CIs, the fit and a
+    slope −1 reference) and peak accuracy vs λ with the λ = 0 level."""
+    fig, (ax_t, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
+    lrs = sorted(summary["lr"].unique())
+    for lr, color in zip(lrs, plt.cm.viridis(np.linspace(0, 0.9, max(1, len(lrs)))),
+                         strict=True):
+        runs = table[(table["lr"] == lr) & (table["lam"] > 0)]
+        ok = runs["fits_train"] & ~runs["peak_at_end"]
+        ax_t.plot(runs.loc[ok, "lam"], runs.loc[ok, f"tstar_{estimator}"], ".", color=color,
+                  alpha=0.5)
+        ax_t.plot(runs.loc[~ok, "lam"], runs.loc[~ok, f"tstar_{estimator}"], "x", color=color,
+                  alpha=0.5)
+        s = summary[(summary["lr"] == lr) & (summary["lam"] > 0)]
+        ax_t.errorbar(s["lam"], s["tstar"], yerr=[s["tstar"] - s["tstar_low"],
+                                                  s["tstar_high"] - s["tstar"]],
+                      fmt="o", color=color, ms=4, capsize=2, label=f"η={lr:g}")
+        fit = fits[fits["lr"] == lr]
+        if not fit.empty and np.isfinite(fit["slope"].iloc[0]):
+            lam = np.geomspace(s["lam"].min(), s["lam"].max(), 50)
+            ax_t.plot(lam, fit["prefactor"].iloc[0] * lam ** fit["slope"].iloc[0], "-",
+                      color=color, lw=1, label=f"fit slope {fit['slope'].iloc[0]:.2f}")
+        ax_acc.errorbar(s["lam"], s["peak_acc"], yerr=[s["peak_acc"] - s["peak_acc_low"],
+                                                       s["peak_acc_high"] - s["peak_acc"]],
+                        fmt="o-", color=color, ms=4, capsize=2, label=f"η={lr:g}")
+        zero = summary[(summary["lr"] == lr) & (summary["lam"] == 0)]
+        if not zero.empty:
+            ax_acc.axhline(zero["peak_acc"].iloc[0], color=color, ls="--", lw=1,
+                           label=f"λ=0, η={lr:g}")
+    positive = summary[summary["lam"] > 0]
+    if not positive.empty:
+        lam = np.geomspace(positive["lam"].min(), positive["lam"].max(), 50)
+        anchor = positive.iloc[len(positive) // 2]
+        ax_t.plot(lam, anchor["tstar"] * anchor["lam"] / lam, "k:", lw=1, label="slope −1")
+    ax_t.set(xscale="log", yscale="log", xlabel="λ", ylabel=f"t* ({estimator}, steps)",
+             title="peak time (× = under-fitting or censored, not fitted)")
+    ax_acc.set(xscale="log", xlabel="λ", ylabel="peak test accuracy (mean, 95 % CI)")
+    for ax in (ax_t, ax_acc):
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
