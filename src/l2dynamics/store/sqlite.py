@@ -5,7 +5,7 @@ checkpoint path, summary) and ``series`` (run_id, step, phys_time, name, value) 
 metric per evaluation. Every write is one transaction, and a run reads ``finished`` only after its
 last metrics and summary are committed in the same transaction, so a crash leaves a run marked
 ``running`` (shown as ``stale`` once its process is gone), never a half-written one that looks
-finished.
+finished. A run trained elsewhere (a Ray task) is written whole by ``record_run``.
 """
 
 from __future__ import annotations
@@ -172,6 +172,43 @@ class RunStore:
                 (status, steps_done, time.time(), wall_seconds, json.dumps(summary),
                  diverged_step, diverged_cause, error, run_id),
             )
+
+    def record_run(self, config: dict[str, Any], status: str, *, steps_total: int,
+                   steps_done: int, seed: int, device: str, wall_seconds: float,
+                   rows: Iterable[tuple[int, float, str, float]] = (),
+                   summary: dict | None = None, decay: dict | None = None,
+                   versions: dict | None = None, name: str | None = None,
+                   diverged_step: int | None = None, diverged_cause: str | None = None,
+                   error: str | None = None, host: str | None = None, pid: int | None = None,
+                   started_at: float | None = None, finished_at: float | None = None) -> int:
+        """Store a run that ran elsewhere (e.g. a Ray task), with all its (step, phys_time,
+        name, value) metric rows, in ONE transaction; returns its id.
+
+        Unlike ``create_run`` … ``finish_run``, there is no moment at which the run is visible
+        with only part of its metrics, so a crash while recording leaves no trace at all.
+        ``host``/``pid`` name the process that trained it (default: this one); times are Unix
+        seconds (default: now), ``wall_seconds`` the training time measured there."""
+        if status not in STATUSES or status == "running":
+            raise ValueError(f"status {status!r} must be a final status, one of {STATUSES[1:]}")
+        now = time.time()
+        finished_at = now if finished_at is None else finished_at
+        started_at = finished_at - wall_seconds if started_at is None else started_at
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO runs (name, status, created_at, started_at, finished_at,"
+                " wall_seconds, steps_total, steps_done, diverged_step, diverged_cause, seed,"
+                " device, host, pid, config_json, decay_json, versions_json, summary_json, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, status, started_at, started_at, finished_at, wall_seconds, steps_total,
+                 steps_done, diverged_step, diverged_cause, seed, device,
+                 socket.gethostname() if host is None else host,
+                 os.getpid() if pid is None else pid, json.dumps(config, sort_keys=True),
+                 json.dumps(decay), json.dumps(versions or {}), json.dumps(summary), error),
+            )
+            run_id = int(cur.lastrowid)
+            cur.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)",
+                            [(run_id, n, int(s), float(t), _real(v)) for s, t, n, v in rows])
+            return run_id
 
     # --- reads ----------------------------------------------------------------------------
 

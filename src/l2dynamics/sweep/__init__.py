@@ -1,6 +1,16 @@
-"""Sweeps: a grid over config keys with an optional step budget, run locally and resumably."""
+"""Sweeps: a grid over config keys with an optional step budget, run resumably on this machine
+(local processes) or as Ray tasks on a cluster (``executor="ray"``)."""
 
-from l2dynamics.sweep.local import SweepResult, canonical, run_sweep
+from l2dynamics.sweep.local import (
+    ENGINES,
+    EXECUTORS,
+    SweepResult,
+    canonical,
+    check_executor,
+    engine_units,
+    run_sweep,
+)
 from l2dynamics.sweep.spec import Budget, Sweep, load_sweep
 
-__all__ = ["Budget", "Sweep", "SweepResult", "canonical", "load_sweep", "run_sweep"]
+__all__ = ["ENGINES", "EXECUTORS", "Budget", "Sweep", "SweepResult", "canonical", "check_executor",
+           "engine_units", "load_sweep", "run_sweep"]
