@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -128,7 +129,8 @@ def test_failing_run_counts_as_failed_and_sweep_continues(tmp_path, monkeypatch)
 
     monkeypatch.setattr(Trainer, "run", flaky)
     store = tmp_path / "f.sqlite"
-    result = run_sweep({"base": BASE, "grid": {"seed": [0, 1]}}, store)
+    result = run_sweep({"base": BASE, "grid": {"seed": [0, 1]}}, store,
+                       engine="sequential")
     assert (result.failed, result.finished) == (1, 1)
     assert "boom" in result.errors[0]
 
@@ -168,3 +170,95 @@ def test_cli_sweep(tmp_path):
     assert not fresh.exists()
     res = runner.invoke(app, ["sweep", str(tmp_path / "missing.yaml"), "--store", str(fresh)])
     assert res.exit_code == 2 and not fresh.exists()
+
+
+def test_cli_sweep_data_dir_reaches_every_run(tmp_path):
+    import yaml
+    from tests.test_data import make_mnist
+
+    make_mnist(tmp_path / "mnist")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "m", "base": {**BASE, "dataset": "mnist",
+                                                          "steps": 5},
+                                    "grid": {"lam": [0.0, 1e-2]}}))
+    store = tmp_path / "m.sqlite"
+    runner = CliRunner()
+    missing = runner.invoke(app, ["sweep", str(spec), "--store", str(store), "--data-dir",
+                                  str(tmp_path / "nowhere")])
+    assert "2 failed" in missing.output
+    res = runner.invoke(app, ["sweep", str(spec), "--store", str(store), "--data-dir",
+                              str(tmp_path / "mnist")])
+    assert res.exit_code == 0 and "2 finished" in res.output, res.output
+    runs = _stored(store)
+    assert {r["config"]["data_dir"] for r in runs if r["status"] == "finished"} == {
+        str(tmp_path / "mnist")}
+
+
+def _series_by_config(path):
+    """Stored metric series keyed by canonical config, wall-clock metrics left out."""
+    from l2dynamics.sweep import canonical
+
+    with RunStore(path, create=False) as st:
+        runs = st.list_runs()
+        series = st.series([r["id"] for r in runs])
+    out = {}
+    for rec in runs:
+        mine = series[(series["run_id"] == rec["id"]) & (series["name"] != "wall_time")]
+        out[canonical(rec["config"])] = (rec["status"], mine.sort_values(["name", "step"])[
+            ["name", "step", "value"]].reset_index(drop=True))
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_vectorized_engine_stores_what_the_sequential_one_does(tmp_path, workers):
+    """A λ × η × seed grid with a 1/λ budget (members of different lengths): one ensemble
+    per architecture, every member its own stored run, the same numbers (float64)."""
+    spec = {"name": "e", "base": {**BASE, "dtype": "float64", "width": 24},
+            "grid": {"lam": [1e-3, 1e-2], "lr": [0.05, 0.1], "seed": [0, 1]},
+            "budget": {"rule": "inverse_lam", "k": 0.2, "min_steps": 10, "max_steps": 60}}
+    spec["base"].pop("steps")
+    spec["base"].pop("lr")
+    seq, vec = tmp_path / "seq.sqlite", tmp_path / "vec.sqlite"
+    assert run_sweep(spec, seq, engine="sequential").finished == 8
+    from l2dynamics.sweep import engine_units
+
+    assert [len(u) for u in engine_units(load_sweep(spec).configs(), "vectorized")] == [8]
+    res = run_sweep(spec, vec, engine="vectorized", workers=workers)
+    assert res.finished == 8 and res.failed == 0
+    a, b = _series_by_config(seq), _series_by_config(vec)
+    assert a.keys() == b.keys()
+    for key, (status, frame) in a.items():
+        assert b[key][0] == status
+        assert frame[["name", "step"]].equals(b[key][1][["name", "step"]])
+        np.testing.assert_allclose(b[key][1]["value"], frame["value"], rtol=1e-9, atol=1e-12)
+    # re-running skips all of it, whatever the engine
+    assert run_sweep(spec, vec, engine="vectorized").skipped == 8
+
+
+def test_engine_choice_and_refusals(tmp_path):
+    from l2dynamics.sweep import engine_units
+
+    configs = load_sweep({"base": {**BASE, "width": 16},
+                          "grid": {"lam": [0, 1e-3, 1e-2], "depth": [1, 2]}}).configs()
+    # two architectures (depth) → two ensembles of 3; chunks of at most max_ensemble
+    assert [len(u) for u in engine_units(configs, "vectorized")] == [3, 3]
+    assert [len(u) for u in engine_units(configs, "vectorized", 2)] == [2, 1, 2, 1]
+    assert [len(u) for u in engine_units(configs, "sequential")] == [1] * 6
+    # auto: tiny fc models on CPU are where the ensemble measured faster
+    assert [len(u) for u in engine_units(configs, "auto")] == [3, 3]
+    bn = load_sweep({"base": {**BASE, "norm": "bn"}, "grid": {"lam": [0, 1e-3]}})
+    assert [len(u) for u in engine_units(bn.configs(), "auto")] == [1, 1]
+    with pytest.raises(ConfigError, match="cannot train as one ensemble"):
+        run_sweep(bn, tmp_path / "x.sqlite", engine="vectorized")
+    assert not (tmp_path / "x.sqlite").exists()
+    with pytest.raises(ConfigError, match="engine"):
+        run_sweep(bn, tmp_path / "x.sqlite", engine="fast")
+    runner = CliRunner()
+    path = tmp_path / "bn.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({"base": {**BASE, "norm": "bn"}, "grid": {"lam": [0, 1]}}))
+    res = runner.invoke(app, ["sweep", str(path), "--store", str(tmp_path / "y.sqlite"),
+                              "--engine", "vectorized"])
+    assert res.exit_code == 2 and "running_mean" in res.output
+    assert len(res.output.strip().splitlines()) == 1

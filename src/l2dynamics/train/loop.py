@@ -90,6 +90,102 @@ def _stream_seed(*keys: int) -> int:
 _BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM = 1, 2, 3
 
 
+# --- pieces shared with the vectorized ensemble (train/ensemble.py) ----------------------------
+# A run's data, init, batch order, augmentation stream, evaluation subset and metric layout are
+# pure functions of its config, defined once here so that a member of an ensemble is the same
+# run as a lone Trainer, number for number.
+
+
+def run_setup(cfg: Config, dataset: Dataset | None = None
+              ) -> tuple[torch.device, torch.dtype, Dataset, Callable[..., torch.Tensor]]:
+    """Device, dtype, data (`dataset` if given, else loaded) and training loss of a run —
+    what every engine sets up first."""
+    device = resolve_device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    data = dataset if dataset is not None else load_run_data(cfg, device, dtype)
+    return device, dtype, data, make_loss(cfg.loss, data.task, data.num_outputs)
+
+
+def load_run_data(cfg: Config, device: torch.device, dtype: torch.dtype) -> Dataset:
+    """The dataset `cfg` trains on, on `device` in `dtype` (shared by runs that differ only in
+    seed, λ, η or steps: the data depend on ``data_seed``, never on ``seed``)."""
+    return load_dataset(
+        cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, data_dir=cfg.data_dir,
+        download=cfg.download, seed=cfg.data_seed, device=device, dtype=dtype,
+        augment=cfg.augment, normalize=cfg.normalize, **cfg.data_options)
+
+
+def init_model(cfg: Config, data: Dataset, device: torch.device,
+               dtype: torch.dtype) -> torch.nn.Module:
+    """The model of `cfg` at initialization: built on the CPU under ``torch.manual_seed(seed)``
+    in a forked RNG (the global stream is left untouched), then moved to `device` and `dtype`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(
+            cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
+            width=cfg.width, depth=cfg.depth, activation=cfg.activation, bias=cfg.bias,
+            parameterization=cfg.parameterization, weight_var=cfg.weight_var,
+            bias_var=cfg.bias_var, norm=cfg.norm)
+    return model.to(device=device, dtype=dtype)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order (CPU int64 indices into the training set) in which run `seed` visits the `n`
+    training examples in `epoch`; update t uses slot t mod steps_per_epoch of epoch
+    t // steps_per_epoch."""
+    g = torch.Generator().manual_seed(_stream_seed(seed, epoch, _BATCH_STREAM))
+    return torch.randperm(n, generator=g)
+
+
+def augment_generator(seed: int, step: int) -> torch.Generator:
+    """The CPU generator that draws the augmentation of run `seed`'s batch at update `step`."""
+    return torch.Generator().manual_seed(_stream_seed(seed, step, _AUGMENT_STREAM))
+
+
+def eval_subset(n: int, size: int, data_seed: int) -> torch.Tensor | None:
+    """CPU indices of the fixed training subset the train metrics are taken on (a function of
+    ``data_seed`` only), or None when `size` is 0 or covers the `n` examples."""
+    if not size or size >= n:
+        return None
+    g = torch.Generator().manual_seed(_stream_seed(data_seed, _EVAL_STREAM))
+    return torch.randperm(n, generator=g)[:size]
+
+
+def probe_metrics(cfg: Config, *, step: int, classification: bool,
+                  train: tuple[float, float], test: tuple[float, float], weight_norm: float,
+                  per_tensor: Mapping[str, float], lam: float, decoupled_wd: float,
+                  lam_time: float, wall_time: float) -> dict[str, float]:
+    """The metric dict a probe stores at `step` (after `step` updates), by name.
+
+    train/test: (mean data loss without the L2 term, accuracy); ``lr`` is the η of the update
+    at `step` (of the last update once `step` = ``cfg.steps``); ``lam_time`` = Σ η_t·λ_t;
+    ``wall_time`` in seconds since the run started. Accuracies are dropped for regression and
+    ``norm/<name>`` entries added when ``cfg.norms_per_tensor``.
+    """
+    metrics = {
+        "train_loss": train[0], "train_acc": train[1],
+        "test_loss": test[0], "test_acc": test[1],
+        "weight_norm": weight_norm, "lam": lam, "decoupled_wd": decoupled_wd,
+        "lr": cfg.lr * lr_factor(min(step, cfg.steps - 1), cfg),
+        "lam_time": lam_time, "wall_time": wall_time,
+    }
+    if not classification:
+        del metrics["train_acc"], metrics["test_acc"]
+    if cfg.norms_per_tensor:
+        metrics.update({f"norm/{name}": value for name, value in per_tensor.items()})
+    return metrics
+
+
+def run_summary(rows: list[tuple[int, float, str, float]], classification: bool,
+                steps_done: int, elapsed: float) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(wide history, stored summary) of a run from its (step, phys_time, name, value) rows;
+    ``steps_per_second`` is updates per wall-clock second over `elapsed` seconds."""
+    history = _wide(rows)
+    summary = summarize(history, classification)
+    summary["steps_per_second"] = (steps_done / elapsed) if elapsed else None
+    return history, summary
+
+
 class Trainer:
     """Owns the data, model, optimizer and L2 penalty of one run, and trains it.
 
@@ -102,22 +198,9 @@ class Trainer:
                  dataset: Dataset | None = None):
         self.cfg = config if isinstance(config, Config) else make_config(config)
         cfg = self.cfg
-        self.device = resolve_device(cfg.device)
-        self.dtype = getattr(torch, cfg.dtype)
-        self.data = dataset if dataset is not None else load_dataset(
-            cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, data_dir=cfg.data_dir,
-            download=cfg.download, seed=cfg.data_seed, device=self.device, dtype=self.dtype,
-            augment=cfg.augment, normalize=cfg.normalize, **cfg.data_options)
-        self.loss_fn = make_loss(cfg.loss, self.data.task, self.data.num_outputs)
+        self.device, self.dtype, self.data, self.loss_fn = run_setup(cfg, dataset)
         self.classification = self.data.task == "classification"
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            self.model = build_model(
-                cfg.model, input_shape=self.data.input_shape, num_outputs=self.data.num_outputs,
-                width=cfg.width, depth=cfg.depth, activation=cfg.activation, bias=cfg.bias,
-                parameterization=cfg.parameterization, weight_var=cfg.weight_var,
-                bias_var=cfg.bias_var, norm=cfg.norm)
-        self.model.to(device=self.device, dtype=self.dtype)
+        self.model = init_model(cfg, self.data, self.device, self.dtype)
         self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.decay = split_decay(self.model, cfg.decay_params)
         by_name = dict(self.named_params)
@@ -146,10 +229,9 @@ class Trainer:
         self.steps_per_epoch = n // self.batch_size
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
-        size = self.cfg.eval_train_size
-        if size and size < n:
-            g = torch.Generator().manual_seed(_stream_seed(self.cfg.data_seed, _EVAL_STREAM))
-            idx = torch.randperm(n, generator=g)[:size].to(self.device)
+        idx = eval_subset(n, self.cfg.eval_train_size, self.cfg.data_seed)
+        if idx is not None:
+            idx = idx.to(self.device)
             self.eval_x, self.eval_y = self.data.x_train[idx], self.data.y_train[idx]
         else:
             self.eval_x, self.eval_y = self.data.x_train, self.data.y_train
@@ -161,15 +243,13 @@ class Trainer:
         else:
             epoch, pos = divmod(step, self.steps_per_epoch)
             if epoch != self._perm_epoch:
-                g = torch.Generator().manual_seed(_stream_seed(self.cfg.seed, epoch, _BATCH_STREAM))
                 n = self.data.x_train.shape[0]
-                self._perm = torch.randperm(n, generator=g).to(self.device)
+                self._perm = epoch_permutation(self.cfg.seed, epoch, n).to(self.device)
                 self._perm_epoch = epoch
             idx = self._perm[pos * self.batch_size:(pos + 1) * self.batch_size]
             xb, yb = self.data.x_train[idx], self.data.y_train[idx]
         if self.data.augment is not None:
-            g = torch.Generator().manual_seed(_stream_seed(self.cfg.seed, step, _AUGMENT_STREAM))
-            xb = self.data.augment(xb, g)
+            xb = self.data.augment(xb, augment_generator(self.cfg.seed, step))
         return xb, yb
 
     # --- probes -------------------------------------------------------------------------------
@@ -183,19 +263,11 @@ class Trainer:
         train_loss, train_acc = evaluate(self.model, self.eval_x, self.eval_y, self.loss_fn,
                                          classification=self.classification, batch_size=bs)
         total, per_tensor = weight_norms(self.named_params)
-        metrics = {
-            "train_loss": train_loss, "train_acc": train_acc,
-            "test_loss": test_loss, "test_acc": test_acc,
-            "weight_norm": total, "lam": self.penalty.lam, "decoupled_wd":
-            self.penalty.decoupled_wd, "lr": self.cfg.lr * lr_factor(min(self.step, self.cfg.steps
-                                                                          - 1), self.cfg),
-            "lam_time": self.lam_time, "wall_time": self._elapsed(),
-        }
-        if not self.classification:
-            del metrics["train_acc"], metrics["test_acc"]
-        if self.cfg.norms_per_tensor:
-            metrics.update({f"norm/{name}": value for name, value in per_tensor.items()})
-        return metrics
+        return probe_metrics(
+            self.cfg, step=self.step, classification=self.classification,
+            train=(train_loss, train_acc), test=(test_loss, test_acc), weight_norm=total,
+            per_tensor=per_tensor, lam=self.penalty.lam, decoupled_wd=self.penalty.decoupled_wd,
+            lam_time=self.lam_time, wall_time=self._elapsed())
 
     def _record(self, metrics: Mapping[str, float], *, write: bool = True) -> None:
         rows = [(self.step, self.phys_time, name, float(v)) for name, v in metrics.items()]
@@ -383,9 +455,8 @@ class Trainer:
                 status, bad_step, cause = "diverged", self.step, "non-finite parameters"
         if status == "interrupted" and self.checkpoints_enabled:
             self.save_checkpoint()
-        history = _wide(self.rows)
-        summary = summarize(history, self.classification)
-        summary["steps_per_second"] = (self.step / self._elapsed()) if self._elapsed() else None
+        history, summary = run_summary(self.rows, self.classification, self.step,
+                                       self._elapsed())
         if self.store is not None and self.run_id is not None:
             self.store.finish_run(self.run_id, status, steps_done=self.step,
                                   wall_seconds=self._elapsed(), summary=summary,
