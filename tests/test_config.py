@@ -94,9 +94,10 @@ def test_shipped_configs_are_valid():
     from l2dynamics.sweep import load_sweep
 
     root = Path(__file__).parent.parent / "configs"
-    runs = sorted(p for p in root.rglob("*.yaml") if "sweeps" not in p.parts)
-    sweeps = sorted((root / "sweeps").glob("*.yaml"))
-    assert runs and sweeps
+    sweep_dirs = ("sweeps", "paper")  # sweep specs; everything else is a run config
+    runs = sorted(p for p in root.rglob("*.yaml") if not set(sweep_dirs) & set(p.parts))
+    sweeps = sorted(p for d in sweep_dirs for p in (root / d).glob("*.yaml"))
+    assert runs and len(sweeps) >= 6
     for path in runs:
         make_config(load_config_file(path))
     for path in sweeps:

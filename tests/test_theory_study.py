@@ -69,3 +69,69 @@ def test_theory_only_run_with_nngp_initial_outputs():
     assert n["test_loss"].iloc[-1] == pytest.approx(0.5, abs=1e-6)
     with pytest.raises(ValueError, match="theory_init"):
         run_theory_study(TheoryStudy(**base, theory_init="random"))
+
+
+def _networks_with_known_times(lams=(0.1, 0.3, 1.0, 3.0), seeds=(0, 1, 2)):
+    """Network curves whose accuracy peaks at t = 2/λ (± seed jitter) and whose test loss is
+    minimal at t = 0.5 whatever λ; the flow's accuracy peaks at t = 1 whatever λ."""
+    rows, comps = [], []
+    for lam in lams:
+        for seed in seeds:
+            jitter = 1 + 0.03 * (seed - 1)
+            t = np.geomspace(1e-3, 20.0 / lam, 400)
+            x = np.log(t)
+            rows.append(pd.DataFrame({
+                "width": 512, "lam": lam, "seed": seed, "t": t, "lam_t": lam * t,
+                "net_test_acc": 0.5 + 0.3 * np.exp(-((x - np.log(2 * jitter / lam)) ** 2)),
+                "flow_test_acc": 0.5 + 0.3 * np.exp(-((x - np.log(jitter)) ** 2)),
+                "net_test_loss": 1 + (x - np.log(0.5 * jitter)) ** 2,
+                "flow_test_loss": 1 + (x - np.log(0.5)) ** 2}))
+            comps.append({"width": 512, "lam": lam, "seed": seed,
+                          "lazy_until_lam_t": 1.5 * jitter})
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(comps)
+
+
+def test_network_times_over_seeds_fits_and_verdict():
+    from l2dynamics.studies.theory import (
+        network_time_fits,
+        network_time_summary,
+        network_times,
+        time_verdict,
+    )
+
+    networks, comparisons = _networks_with_known_times()
+    times = network_times(networks, comparisons, TheoryStudy(window_delta=0.05))
+    assert len(times) == 4 * 3 * 2 and set(times["source"]) == {"network", "flow"}
+    net = times[times["source"] == "network"]
+    np.testing.assert_allclose(net["t_peak"] * net["lam"], 2 * (1 + 0.03 * (net["seed"] - 1)),
+                               rtol=0.03)
+    np.testing.assert_allclose(net["t_lazy_end"] * net["lam"],
+                               1.5 * (1 + 0.03 * (net["seed"] - 1)))
+    assert times.loc[times["source"] == "flow", "t_lazy_end"].isna().all()
+    summary = network_time_summary(times)
+    row = summary[(summary["source"] == "network") & (summary["time"] == "t_peak")
+                  & (summary["lam"] == 1.0)].iloc[0]
+    assert row["seen"] == 3 and row["low"] < row["mean"] < row["high"]
+    assert row["mean"] == pytest.approx(2.0, rel=0.03)
+    fits = network_time_fits(times).set_index(["source", "time"])
+    assert fits.loc[("network", "t_peak"), "slope"] == pytest.approx(-1.0, abs=0.03)
+    assert fits.loc[("network", "t_peak"), "verdict"] == "holds"
+    assert fits.loc[("flow", "t_peak"), "verdict"] == "flat"
+    assert fits.loc[("network", "t_loss_min"), "verdict"] == "flat"
+    assert fits.loc[("network", "t_lazy_end"), "verdict"] == "holds"
+    verdict = time_verdict(network_time_fits(times)).set_index("time")
+    assert "∝ 1/λ" in verdict.loc["accuracy peak", "network"]
+    assert "independent of λ" in verdict.loc["accuracy peak", "flow"]
+    assert verdict.loc["departure from the lazy regime", "flow"] == "—"
+
+
+def test_times_beyond_the_horizon_are_censored():
+    from l2dynamics.studies.theory import network_times
+
+    networks, comparisons = _networks_with_known_times(lams=(1.0,), seeds=(0,))
+    networks = networks[networks["t"] <= 1.0]  # the network peaks at t = 2: not seen
+    comparisons["lazy_until_lam_t"] = np.nan  # never left the lazy regime
+    times = network_times(networks, comparisons, TheoryStudy()).set_index("source")
+    assert times.loc["network", "censored_t_peak"]
+    assert times.loc["network", "censored_t_lazy_end"]
+    assert not times.loc["network", "censored_t_loss_min"]

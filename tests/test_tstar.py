@@ -64,7 +64,42 @@ def test_a_different_law_is_rejected_and_underfitting_is_excluded(tmp_path):
     assert fits["used"] == 6
     assert fits["slope"] == pytest.approx(-1.5, abs=0.08) and not fits["contains_minus_one"]
     verdict = tstar_verdict(table).set_index("claim")
-    assert verdict.loc["t* ∝ 1/λ (η=0.1)", "holds"] == "no"
+    assert verdict.loc["t* ∝ 1/λ (η=0.1)", "holds"] == "no (other)"
+
+
+def test_plateau_curves_are_censored_as_peaks_but_not_as_onsets(tmp_path):
+    """A curve that rises to a plateau and stays there (cross-entropy with L2 converging to
+    its regularized minimum) has no peak to speak of, but a well-defined plateau onset."""
+    x = np.log10(np.maximum(STEPS, 1))
+    rng = np.random.default_rng(0)
+    with RunStore(tmp_path / "s.sqlite") as store:
+        for lam, center in ((1e-3, 3.0), (1e-2, 2.0)):
+            cfg = make_config(lam=lam, lr=0.1, steps=int(STEPS[-1])).to_dict()
+            rid = store.create_run(cfg, steps_total=cfg["steps"], seed=0, device="cpu")
+            acc = 0.5 + 0.3 / (1 + np.exp(-(x - center) / 0.1)) + rng.normal(0, 0.002, x.size)
+            rows = [(int(s), 0.1 * s, "test_acc", float(a)) for s, a in zip(STEPS, acc,
+                                                                              strict=True)]
+            rows += [(int(s), 0.1 * s, "train_acc", 1.0) for s in STEPS]
+            store.finish_run(rid, "finished", steps_done=cfg["steps"], wall_seconds=0.0,
+                             final_rows=rows)
+        table = tstar_table(store).set_index("lam")
+    assert table["censored_smoothed"].all() and table["peak_at_end"].all()
+    assert not table["censored_onset"].any()
+    # onset: the logistic is within δ = 0.005 of its top 0.8 at x = center + 0.1·ln(59) ≈ +0.41
+    for lam, center in ((1e-3, 3.0), (1e-2, 2.0)):
+        assert math.log10(table.loc[lam, "tstar_onset"]) == pytest.approx(center + 0.41,
+                                                                           abs=0.12)
+
+
+@pytest.mark.parametrize("low, high, verdict", [(-1.2, -0.8, "holds"), (-0.3, 0.2, "flat"),
+                                                 (-1.5, 0.3, "undetermined"),
+                                                 (-2.0, -1.6, "other"), (0.2, 0.5, "other")])
+def test_slope_verdict(low, high, verdict):
+    from l2dynamics.analysis.fits import slope_verdict
+
+    assert slope_verdict({"slope": (low + high) / 2, "ci_low": low, "ci_high": high}) == verdict
+    assert slope_verdict({"slope": math.nan, "ci_low": math.nan,
+                          "ci_high": math.nan}) == "undetermined"
 
 
 def test_empty_store_gives_empty_table(tmp_path):
@@ -85,6 +120,7 @@ def test_analyze_tstar_cli(tmp_path):
                                  str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "verdict" in result.output and (tmp_path / "out" / "tstar.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "collapse.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "tstar_fits.csv").exists()
     bad = runner.invoke(app, ["analyze", "tstar", "--store", str(path), "--estimator", "mean"])
     assert bad.exit_code == 2 and "--estimator" in bad.output

@@ -55,8 +55,9 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except L2DynamicsError as exc:
-            err.print(f"[bold red]error:[/] {' '.join(str(exc).split())}", highlight=False,
-                      soft_wrap=True)
+            # plain text: a message such as "pip install l2dynamics[ray]" is not rich markup
+            err.print(Text.assemble(("error:", "bold red"), " ", " ".join(str(exc).split())),
+                      highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -398,6 +399,9 @@ def theory(
                                       "1/θ_max (smaller = closer to gradient flow, slower)."),
     window_delta: float = typer.Option(0.01, help="High-accuracy window: accuracy ≥ peak − "
                                        "window_delta."),
+    seeds: str = typer.Option("0", help="Network init seeds (times get CIs over them)."),
+    record_points: int = typer.Option(40, help="Log-spaced network snapshots per run."),
+    hessian_points: int = typer.Option(6, help="Snapshots with Hessian eigenvalues (0: none)."),
     no_networks: bool = typer.Option(False, "--no-networks", help="Theory only (seconds)."),
     quick: bool = typer.Option(False, help="Small and fast (for a smoke test)."),
 ) -> None:
@@ -407,6 +411,7 @@ def theory(
     from l2dynamics.report.theory import (
         plot_characteristic_times,
         plot_hessian,
+        plot_network_times,
         plot_networks,
         plot_theory_curves,
     )
@@ -417,11 +422,18 @@ def theory(
         theory_init=theory_init, label_scale=label_scale, lr_fraction=lr_fraction,
         window_delta=window_delta,
         widths=tuple(_number_list(widths, "--widths", minimum=1, integer=True)),
-        lams=tuple(_number_list(lams, "--lams", positive=True)))
+        lams=tuple(_number_list(lams, "--lams", positive=True)),
+        seeds=tuple(_number_list(seeds, "--seeds", minimum=0, integer=True)),
+        record_points=record_points, hessian_points=hessian_points)
+    if record_points < 3:
+        raise ConfigError(f"--record-points must be ≥ 3, got {record_points}")
+    if hessian_points < 0:
+        raise ConfigError(f"--hessian-points must be ≥ 0, got {hessian_points}")
     if no_networks:
         study.widths = ()
     if quick:
-        study.widths, study.lams, study.n_train, study.n_test = (64, 512), (3.0,), 48, 300
+        study.widths, study.n_train, study.n_test = (64, 512), 48, 300
+        study.lams = (3.0,) if len(study.seeds) == 1 else (1.0, 3.0, 10.0)
         study.horizon, study.record_points, study.kernel_points = 2.0, 12, 12
         study.theory_lams = tuple(np.logspace(-1, 1, 5).tolist())
     result = run_theory_study(study, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
@@ -430,8 +442,13 @@ def theory(
                plot_characteristic_times(result, out_dir / "characteristic_times.png")]
     if not result.networks.empty:
         figures += [plot_networks(result, out_dir / "networks.png"),
-                    plot_hessian(result, out_dir / "hessian.png")]
-        result.hessian.to_csv(out_dir / "hessian.csv", index=False)
+                    plot_network_times(result, out_dir / "network_times.png")]
+        if not result.hessian.empty:
+            figures.append(plot_hessian(result, out_dir / "hessian.png"))
+            result.hessian.to_csv(out_dir / "hessian.csv", index=False)
+        for name in ("network_times", "network_time_summary", "network_time_fits",
+                     "time_verdict"):
+            getattr(result, name).to_csv(out_dir / f"{name}.csv", index=False)
     result.theory_times.to_csv(out_dir / "theory_times.csv", index=False)
     result.fits.to_csv(out_dir / "fits.csv", index=False)
     result.comparisons.to_csv(out_dir / "comparisons.csv", index=False)
@@ -447,12 +464,23 @@ def theory(
     if result.networks.empty:
         out.print("figures: " + ", ".join(str(f) for f in figures))
         return
-    shown = result.comparisons[["width", "lam", "loss_rel_err_lazy_max", "loss_rel_err_all_rms",
-                                "t_star_net", "t_star_flow", "peak_acc_net", "peak_acc_flow",
-                                "lazy_until_lam_t"]]
-    shown.columns = ["width", "λ", "loss err (lazy, max)", "loss err (rms)", "t* net",
+    shown = result.comparisons[["width", "lam", "seed", "loss_rel_err_lazy_max",
+                                "loss_rel_err_all_rms", "t_star_net", "t_star_flow",
+                                "peak_acc_net", "peak_acc_flow", "lazy_until_lam_t"]]
+    shown.columns = ["width", "λ", "seed", "loss err (lazy, max)", "loss err (rms)", "t* net",
                      "t* flow", "peak acc net", "peak acc flow", "lazy until λt"]
     _print_frame("finite networks vs the infinite-width flow (flow units)", shown)
+    summary = result.network_time_summary
+    if len(result.study.seeds) > 1 and not summary.empty:
+        table = summary[summary["source"] == "network"].copy()
+        table["t (95 % CI)"] = [f"{m:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(m) else "—"
+                                for m, lo, hi in zip(table["mean"], table["low"], table["high"],
+                                                     strict=True)]
+        _print_frame("network times over seeds (flow units; seen = inside the horizon)",
+                     table[["width", "lam", "time", "seen", "seeds", "t (95 % CI)", "lam_t"]])
+    if not result.time_verdict.empty:
+        _print_frame("which times scale as 1/λ (networks vs the flow from their own outputs)",
+                     result.time_verdict)
     if not result.hessian.empty:
         last = result.hessian.sort_values("t").groupby(["width", "lam"]).tail(
             result.study.hessian_k)
@@ -480,20 +508,56 @@ def _print_frame(title: str, frame: Any) -> None:
 def sweep(
     spec: Path = typer.Argument(..., help="Sweep spec (YAML/JSON): name, base, grid, budget."),
     store: Path | None = StoreOption,
-    workers: int = typer.Option(1, "--workers", "-j", help="Parallel worker processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", help="Runs at once. local: worker processes (default 1); "
+        "ray: cap on tasks in flight (default: as many as the cluster fits)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray (Ray tasks; the "
+                                 "results come back here and are written to --store)."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster to join (HOST:PORT, auto, ray://…); default: "
+        "start a Ray instance on this machine. Needs --executor ray."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="Ray CPUs (and torch "
+                                       "threads) per run. Needs --executor ray."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where mnist/cifar10 "
+                                         "files live (sets data_dir in every config)."),
+    engine: str = typer.Option("auto", "--engine", help="auto | sequential | vectorized: "
+                               "train configs that differ only in λ, η, seed, steps as one "
+                               "vmapped ensemble (auto: where measured faster)."),
 ) -> None:
     """Run a grid of configs into the store; runs already finished there are skipped."""
-    from l2dynamics.sweep import load_sweep, run_sweep
+    from l2dynamics.sweep import (
+        ENGINES,
+        EXECUTORS,
+        check_executor,
+        engine_units,
+        load_sweep,
+        run_sweep,
+    )
 
-    if workers < 1:
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor!r} is not allowed; use {' or '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+    if executor == "local" and (address is not None or cpus_per_run != 1):
+        flag = "--address" if address is not None else "--cpus-per-run"
+        raise ConfigError(f"{flag} needs --executor ray")
+    if executor == "ray" and not cpus_per_run > 0:
+        raise ConfigError(f"--cpus-per-run must be > 0, got {cpus_per_run:g}")
+    check_executor(executor, workers=workers, cpus_per_run=cpus_per_run, address=address)
     plan = load_sweep(spec)
+    if data_dir is not None:
+        plan.base["data_dir"] = str(data_dir)
     configs = plan.configs()  # validated and expanded before the store is opened
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r} is not allowed; use {', '.join(ENGINES)}")
+    if engine == "vectorized" and executor == "local":
+        engine_units(configs, engine)  # a group that cannot be vectorized: one line, exit 2
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=err, transient=False)
     with progress:
         task = progress.add_task(f"sweep {plan.name}", total=len(configs))
-        result = run_sweep(plan, store, workers=workers, configs=configs,
+        result = run_sweep(plan, store, workers=workers, configs=configs, executor=executor,
+                           address=address, cpus_per_run=cpus_per_run, engine=engine,
                            progress=lambda done, total: progress.update(task, completed=done))
     for message in result.errors:
         err.print(f"[red]failed:[/] {message}", highlight=False, soft_wrap=True)
@@ -520,7 +584,13 @@ def analyze_tstar(
 ) -> None:
     """t* and c = λ·t* per run, seed CIs, the slope of log t* vs log λ, and a verdict."""
     from l2dynamics.analysis import ESTIMATORS
-    from l2dynamics.analysis.tstar import tstar_fits, tstar_summary, tstar_table, tstar_verdict
+    from l2dynamics.analysis.tstar import (
+        seed_curves,
+        tstar_fits,
+        tstar_summary,
+        tstar_table,
+        tstar_verdict,
+    )
     from l2dynamics.store import RunStore
 
     if estimator not in ESTIMATORS:
@@ -529,6 +599,7 @@ def analyze_tstar(
         raise ConfigError(f"--train-threshold must be in (0, 1], got {train_threshold:g}")
     with RunStore(store, create=False) as st:
         table = tstar_table(st, ids or None, train_threshold=train_threshold)
+        curves = seed_curves(st, table) if out_dir is not None and not table.empty else None
     if table.empty:
         raise ConfigError("no finished classification runs with test accuracy in the store")
     summary = tstar_summary(table, estimator=estimator)
@@ -536,19 +607,21 @@ def analyze_tstar(
     verdict = tstar_verdict(table, estimator=estimator)
     _print_frame("verdict", verdict)
     _print_frame("log t* vs log λ per learning rate", fits[["lr", "runs", "used",
-                 "excluded_underfit", "excluded_censored", "slope", "ci_low", "ci_high", "r2"]])
+                 "excluded_underfit", "excluded_censored", "slope", "ci_low", "ci_high", "r2",
+                 "verdict", "c_eta", "c_eta_low", "c_eta_high"]])
     _print_frame("per (η, λ), over seeds", summary[["lr", "lam", "seeds", "tstar", "tstar_low",
                  "tstar_high", "c", "peak_acc", "peak_acc_low", "peak_acc_high",
                  "all_fit_train", "any_peak_at_end"]])
     if out_dir is not None:
-        from l2dynamics.report.figures import plot_tstar
+        from l2dynamics.report.figures import plot_collapse, plot_tstar
 
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, frame in (("runs", table), ("summary", summary), ("fits", fits),
-                            ("verdict", verdict)):
+                            ("verdict", verdict), ("curves", curves)):
             frame.to_csv(out_dir / f"tstar_{name}.csv", index=False)
-        figure = plot_tstar(table, summary, fits, out_dir / "tstar.png", estimator=estimator)
-        out.print(f"figure: {figure}")
+        figures = [plot_tstar(table, summary, fits, out_dir / "tstar.png", estimator=estimator),
+                   plot_collapse(curves, out_dir / "collapse.png")]
+        out.print("figures: " + ", ".join(str(f) for f in figures))
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from l2dynamics.analysis.fits import fit_power_law
+from l2dynamics.analysis.fits import fit_power_law, slope_verdict
 from l2dynamics.analysis.peak import (
     bootstrap_ci,
     estimate_peak,
@@ -30,10 +30,14 @@ def tstar_table(store: RunStore, run_ids: Sequence[int] | None = None, *,
                 delta: float = 0.005, min_drop: float = 0.01) -> pd.DataFrame:
     """One row per stored classification run (finished or diverged).
 
-    A run is ``peak_at_end`` (censored, excluded from fits) when its smoothed peak lies within
+    Each estimator has its own censoring flag ``censored_<estimator>`` (no usable t* inside the
+    budget; excluded from fits): for ``raw`` and ``smoothed`` (a *peak*), when it lies within
     one window of the last evaluation or the smoothed accuracy never falls by `min_drop` after
-    it. The CIs of the fits reflect seeds and scatter, not the clock's resolution: use an
-    ``eval_per_decade`` fine enough for the precision wanted."""
+    it; for ``onset`` (the start of a *plateau*, which need not fall afterwards), when it lies
+    within one window of the last evaluation, i.e. less than one window of plateau was seen.
+    ``peak_at_end`` is ``censored_smoothed``. The CIs of the fits reflect seeds and scatter,
+    not the clock's resolution: use an ``eval_per_decade`` fine enough for the precision
+    wanted."""
     records = [r for r in store.list_runs(ids=run_ids) if r["status"] in ("finished", "diverged")]
     if not records:
         return pd.DataFrame()
@@ -51,26 +55,29 @@ def tstar_table(store: RunStore, run_ids: Sequence[int] | None = None, *,
         row = {"run_id": rec["id"], "status": rec["status"], "lam": lam, "lr": lr,
                "momentum": cfg["momentum"], "seed": cfg["seed"], "steps": cfg["steps"],
                "peak_acc": est.peak_raw, "peak_acc_smoothed": est.peak_smoothed,
-               "fits_train": reaches_train_accuracy(train["value"], train_threshold),
-               "peak_at_end": _censored(acc["step"].to_numpy(float),
-                                        acc["value"].to_numpy(float), est.smoothed,
-                                        window=window, min_drop=min_drop)}
+               "fits_train": reaches_train_accuracy(train["value"], train_threshold)}
+        steps_arr, acc_arr = acc["step"].to_numpy(float), acc["value"].to_numpy(float)
         for name in ("raw", "smoothed", "onset"):
             t = est.get(name)
+            row[f"censored_{name}"] = _censored(steps_arr, acc_arr, t, window=window,
+                                                min_drop=None if name == "onset" else min_drop)
             row[f"tstar_{name}"] = t
             row[f"c_{name}"] = lam * t
             row[f"c_eta_{name}"] = lam * lr * t
+        row["peak_at_end"] = row["censored_smoothed"]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _censored(steps: np.ndarray, acc: np.ndarray, tstar: float, *, window: float,
-              min_drop: float) -> bool:
-    """No usable peak inside the budget: the smoothed peak lies within one window of the last
-    evaluation, or the smoothed accuracy never falls by `min_drop` after it (a rising or flat
-    curve, whose argmax is noise)."""
+              min_drop: float | None) -> bool:
+    """No usable t* inside the budget: it lies within one window of the last evaluation, or
+    (when `min_drop` is given, for peak estimators) the smoothed accuracy never falls by
+    `min_drop` after it (a rising or flat curve, whose argmax is noise)."""
     if not math.isfinite(tstar) or tstar >= steps.max() * 10 ** (-window):
         return True
+    if min_drop is None:
+        return False
     smooth = smooth_log_time(steps, acc, window)
     after = smooth[steps >= tstar]
     return not bool(np.nanmin(after) <= np.nanmax(after) - min_drop)
@@ -90,24 +97,30 @@ def tstar_summary(table: pd.DataFrame, *, estimator: str = "smoothed",
                      "c": c, "c_low": c_lo, "c_high": c_hi,
                      "peak_acc": a, "peak_acc_low": a_lo, "peak_acc_high": a_hi,
                      "all_fit_train": bool(group["fits_train"].all()),
-                     "any_peak_at_end": bool(group["peak_at_end"].any())})
+                     "any_peak_at_end": bool(group[f"censored_{estimator}"].any())})
     return pd.DataFrame(rows)
 
 
 def tstar_fits(table: pd.DataFrame, *, estimator: str = "smoothed") -> pd.DataFrame:
     """Slope of log t* vs log λ per learning rate, over runs with λ > 0 that fit their
-    training data and have a usable peak (not censored: see ``_censored``)."""
+    training data and have a usable peak (not censored: see ``_censored``), its
+    :func:`~l2dynamics.analysis.fits.slope_verdict`, and c·η = λ·η·t* (mean and bootstrap CI over
+    the same runs; a constant only where the slope is −1)."""
     rows = []
     for lr, group in table.groupby("lr"):
-        usable = group[(group["lam"] > 0) & group["fits_train"] & ~group["peak_at_end"]]
+        censored = group[f"censored_{estimator}"]
+        usable = group[(group["lam"] > 0) & group["fits_train"] & ~censored]
         fit = fit_power_law(usable["lam"], usable[f"tstar_{estimator}"])
         rows.append({"lr": lr, "runs": len(group), "used": len(usable),
                      "excluded_underfit": int((~group["fits_train"] & (group["lam"] > 0)).sum()),
-                     "excluded_censored": int((group["peak_at_end"] & group["fits_train"]
+                     "excluded_censored": int((censored & group["fits_train"]
                                                & (group["lam"] > 0)).sum()),
                      **fit,
                      "contains_minus_one": bool(fit["ci_low"] <= -1.0 <= fit["ci_high"])
-                     if math.isfinite(fit["slope"]) else False})
+                     if math.isfinite(fit["slope"]) else False,
+                     "verdict": slope_verdict(fit),
+                     **dict(zip(("c_eta", "c_eta_low", "c_eta_high"),
+                                bootstrap_ci(usable[f"c_eta_{estimator}"]), strict=True))})
     return pd.DataFrame(rows)
 
 
@@ -119,9 +132,10 @@ def tstar_verdict(table: pd.DataFrame, *, estimator: str = "smoothed") -> pd.Dat
     for fit in fits.itertuples():
         rows.append({"claim": f"t* ∝ 1/λ (η={fit.lr:g})",
                      "measured": f"slope {fit.slope:.2f} [{fit.ci_low:.2f}, {fit.ci_high:.2f}], "
-                                 f"{fit.used} runs",
-                     "holds": "yes" if fit.contains_minus_one else
-                              ("undetermined" if not math.isfinite(fit.slope) else "no")})
+                                 f"{fit.used} runs; c·η = λ·η·t* = {fit.c_eta:.3g} "
+                                 f"[{fit.c_eta_low:.3g}, {fit.c_eta_high:.3g}]",
+                     "holds": {"holds": "yes", "undetermined": "undetermined"}.get(
+                         fit.verdict, f"no ({fit.verdict})")})
     for lr, group in summary.groupby("lr"):
         zero = group[group["lam"] == 0]
         positive = group[(group["lam"] > 0) & group["all_fit_train"]]
@@ -145,3 +159,19 @@ def tstar_verdict(table: pd.DataFrame, *, estimator: str = "smoothed") -> pd.Dat
                                      f"(largest seed CI width {ci:.4f})",
                          "holds": "yes" if spread <= ci else "no"})
     return pd.DataFrame(rows)
+
+
+def seed_curves(store: RunStore, table: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """`metric` per (η, λ, step), averaged over the seeds of `table`'s runs: mean, standard
+    error and the number of seeds, with the time axes step, λ·step and λ·η·step (the paper's
+    collapse variables). Runs of one (η, λ) share their evaluation clock (same budget)."""
+    if table.empty:
+        return pd.DataFrame()
+    series = store.series(table["run_id"].tolist(), [metric])
+    series = series.merge(table[["run_id", "lr", "lam", "seed"]], on="run_id")
+    grouped = series.groupby(["lr", "lam", "step"])["value"]
+    out = grouped.agg(mean="mean", std="std", seeds="count").reset_index()
+    out["sem"] = out["std"].fillna(0.0) / np.sqrt(out["seeds"])
+    out["lam_step"] = out["lam"] * out["step"]
+    out["lam_lr_step"] = out["lam"] * out["lr"] * out["step"]
+    return out.drop(columns="std")

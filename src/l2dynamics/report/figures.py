@@ -83,7 +83,7 @@ def plot_tstar(table: pd.DataFrame, summary: pd.DataFrame, fits: pd.DataFrame,
     for lr, color in zip(lrs, plt.cm.viridis(np.linspace(0, 0.9, max(1, len(lrs)))),
                          strict=True):
         runs = table[(table["lr"] == lr) & (table["lam"] > 0)]
-        ok = runs["fits_train"] & ~runs["peak_at_end"]
+        ok = runs["fits_train"] & ~runs[f"censored_{estimator}"]
         ax_t.plot(runs.loc[ok, "lam"], runs.loc[ok, f"tstar_{estimator}"], ".", color=color,
                   alpha=0.5)
         ax_t.plot(runs.loc[~ok, "lam"], runs.loc[~ok, f"tstar_{estimator}"], "x", color=color,
@@ -115,5 +115,35 @@ def plot_tstar(table: pd.DataFrame, summary: pd.DataFrame, fits: pd.DataFrame,
     for ax in (ax_t, ax_acc):
         ax.grid(alpha=0.3, which="both", lw=0.5)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_collapse(curves: pd.DataFrame, path: str | Path, *, metric: str = "test accuracy"
+                  ) -> Path:
+    """The collapse figure: `metric` (seed mean ± 1 SE band) against step, λ·step and
+    λ·η·step, one color per λ and one line style per η. If t* ≈ c/(λη), the peaks line up in
+    the right-hand panel; λ = 0 appears only in the first."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), sharey=True)
+    lams = sorted(curves["lam"].unique())
+    colors = dict(zip(lams, plt.cm.viridis(np.linspace(0, 0.9, max(1, len(lams)))),
+                      strict=True))
+    styles = dict(zip(sorted(curves["lr"].unique()), ["-", "--", ":", "-."] * 4, strict=False))
+    for (lr, lam), d in curves.groupby(["lr", "lam"]):
+        d = d[d["step"] > 0].sort_values("step")
+        color, style = colors[lam], styles[lr]
+        label = f"λ={lam:g}" + (f", η={lr:g}" if len(styles) > 1 else "")
+        for ax, x in zip(axes, ("step", "lam_step", "lam_lr_step"), strict=True):
+            if lam == 0 and x != "step":
+                continue
+            ax.plot(d[x], d["mean"], style, color=color, lw=1.2, label=label)
+            ax.fill_between(d[x], d["mean"] - d["sem"], d["mean"] + d["sem"], color=color,
+                            alpha=0.2, lw=0)
+    for ax, label in zip(axes, ("step", "λ·step", "λ·η·step"), strict=True):
+        ax.set(xscale="log", xlabel=label)
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+    axes[0].set_ylabel(f"{metric} (seed mean ± SE)")
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[2].set_title("collapse: t* ≈ c/(λη) lines the peaks up here")
     fig.tight_layout()
     return save_figure(fig, path)

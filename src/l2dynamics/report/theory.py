@@ -109,3 +109,40 @@ def plot_hessian(result, path: str | Path) -> Path:
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_network_times(result, path: str | Path) -> Path:
+    """Characteristic times of the finite networks (filled, mean and 95 % CI over seeds) and of
+    the flow from their own initial outputs (open), vs λ on log–log axes, one panel per time,
+    with a 1/λ reference. Times not seen inside the horizon are left out of the means."""
+    from l2dynamics.studies.theory import TIME_LABELS, TIME_NAMES
+
+    summary = result.network_time_summary
+    fig, axes = plt.subplots(1, len(TIME_NAMES), figsize=(3.6 * len(TIME_NAMES), 3.8),
+                             squeeze=False)
+    widths = sorted(summary["width"].unique()) if not summary.empty else []
+    for ax, name in zip(axes[0], TIME_NAMES, strict=True):
+        for width, color in zip(widths, _colors(len(widths)), strict=True):
+            for source, fill in (("network", color), ("flow", "none")):
+                if name == "t_lazy_end" and source == "flow":
+                    continue
+                d = summary[(summary["width"] == width) & (summary["source"] == source)
+                            & (summary["time"] == name) & np.isfinite(summary["mean"])]
+                if d.empty:
+                    continue
+                ax.errorbar(d["lam"], d["mean"], yerr=[d["mean"] - d["low"],
+                                                       d["high"] - d["mean"]],
+                            fmt="o", ms=5, mfc=fill, color=color, capsize=2, lw=1,
+                            label=f"w={width} {'net' if source == 'network' else 'flow'}")
+        lams = np.array(sorted(summary["lam"].unique())) if not summary.empty else np.ones(1)
+        anchor = summary[(summary["time"] == name) & np.isfinite(summary["mean"])]
+        if not anchor.empty:
+            a = anchor.iloc[len(anchor) // 2]
+            ax.plot(lams, a["mean"] * a["lam"] / lams, "k:", lw=1, label="∝ 1/λ")
+        ax.set(xscale="log", yscale="log", xlabel="λ (flow units)", title=TIME_LABELS[name])
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel("t (flow units)")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from l2dynamics.analysis.fits import fit_power_law
+from l2dynamics.analysis.fits import fit_power_law, slope_verdict
 from l2dynamics.config import Config, make_config
 from l2dynamics.errors import ConfigError
 from l2dynamics.probes.kernel import empirical_ntk
@@ -64,7 +64,8 @@ class TheoryStudy:
     hessian_points: int = 6  # snapshots at which the extreme Hessian eigenvalues are estimated
     hessian_k: int = 5  # extreme eigenvalues kept at each end
     hessian_iters: int = 40  # Lanczos iterations
-    seed: int = 0
+    seed: int = 0  # seed of the NNGP sample drawn for the theory curves (theory_init="nngp")
+    seeds: tuple[int, ...] = (0,)  # network init seeds; times get CIs over them
     data_seed: int = 0
 
     @property
@@ -84,6 +85,10 @@ class TheoryResult:
     comparisons: pd.DataFrame  # per (width, lam): errors, t*, lazy departure
     hessian: pd.DataFrame  # per (width, lam, t, rank): extreme eigenvalues (flow units)
     summary: dict[str, Any] = field(default_factory=dict)
+    network_times: pd.DataFrame = field(default_factory=pd.DataFrame)  # per run and source
+    network_time_summary: pd.DataFrame = field(default_factory=pd.DataFrame)  # CIs over seeds
+    network_time_fits: pd.DataFrame = field(default_factory=pd.DataFrame)  # t ∝ λ^p
+    time_verdict: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --- theory -------------------------------------------------------------------------------------
@@ -170,7 +175,7 @@ def theory_grid(study: TheoryStudy, kernels: tuple[np.ndarray, np.ndarray], y_tr
 
 
 def network_config(study: TheoryStudy, *, width: int, lam: float, lr_flow: float,
-                   steps: int) -> Config:
+                   steps: int, seed: int | None = None) -> Config:
     """The l2dynamics run of one finite network, converted from flow units once, here.
 
     Full-batch mean loss at rate η: flow time η·steps/n and λ_flow = n·λ_ours (see module doc).
@@ -180,7 +185,8 @@ def network_config(study: TheoryStudy, *, width: int, lam: float, lr_flow: float
         dataset=study.dataset, n_train=n, n_test=study.n_test, data_seed=study.data_seed,
         model="fc", width=width, depth=study.depth, activation="relu", bias=False,
         parameterization="ntk", weight_var=study.weight_var, loss="mse", optimizer="sgd",
-        lr=lr_flow * n, lam=lam / n, batch_size=n, steps=steps, seed=study.seed,
+        lr=lr_flow * n, lam=lam / n, batch_size=n, steps=steps,
+        seed=study.seeds[0] if seed is None else seed,
         eval_per_decade=2, norms_per_tensor=False, dtype="float32",
         name=f"theory width={width} λ_flow={lam:g}")
 
@@ -229,13 +235,14 @@ class FlowRecorder:
 
 
 def run_network(study: TheoryStudy, *, width: int, lam: float, lr_flow: float,
-                kernels: tuple[np.ndarray, np.ndarray],
+                kernels: tuple[np.ndarray, np.ndarray], seed: int | None = None,
                 progress: Callable[[str], None] | None = None
                 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Train one finite network and compare it with the flow started from its own outputs."""
+    seed = study.seeds[0] if seed is None else seed
     t_end = study.horizon / lam
     steps = max(2, int(math.ceil(t_end / lr_flow)))
-    cfg = network_config(study, width=width, lam=lam, lr_flow=lr_flow, steps=steps)
+    cfg = network_config(study, width=width, lam=lam, lr_flow=lr_flow, steps=steps, seed=seed)
     record_steps = np.unique(np.round(np.geomspace(1, steps, study.record_points)).astype(int))
     hessian_steps = np.unique(np.round(np.geomspace(1, steps, study.hessian_points)).astype(int)
                               ) if study.hessian_points else []
@@ -246,7 +253,7 @@ def run_network(study: TheoryStudy, *, width: int, lam: float, lr_flow: float,
     trainer.callbacks.append(recorder)
     recorder.record(trainer, 0)
     if progress:
-        progress(f"width {width}, λ={lam:g}: {steps} full-batch steps")
+        progress(f"width {width}, λ={lam:g}, seed {seed}: {steps} full-batch steps")
     trainer.run()
     rows = recorder.rows
     labels_test = trainer.data.y_test.cpu().numpy()
@@ -259,14 +266,15 @@ def run_network(study: TheoryStudy, *, width: int, lam: float, lr_flow: float,
     kernel_ratio = np.array([r["kernel_norm"] for r in rows]) / rows[0]["kernel_norm"]
     predicted_ratio = np.exp(-2 * (study.k - 1) * lam * times)
     frame = pd.DataFrame({
-        "width": width, "lam": lam, "step": [r["step"] for r in rows], "t": times,
+        "width": width, "lam": lam, "seed": seed, "step": [r["step"] for r in rows], "t": times,
         "lam_t": lam * times, "net_test_loss": net["test_loss"], "net_test_acc": net["test_acc"],
         "flow_test_loss": flow["test_loss"].to_numpy(), "flow_test_acc":
         flow["test_acc"].to_numpy(), "kernel_ratio": kernel_ratio,
         "kernel_ratio_theory": predicted_ratio,
     })
     hessian = pd.DataFrame([
-        {"width": width, "lam": lam, "step": h["step"], "t": h["t"], "lam_t": lam * h["t"],
+        {"width": width, "lam": lam, "seed": seed, "step": h["step"], "t": h["t"],
+         "lam_t": lam * h["t"],
          "rank": i, "bottom": b, "bottom_over_lam": b / lam, "top": top}
         for h in recorder.hessian_rows
         for i, (b, top) in enumerate(zip(h["bottom"], h["top"], strict=True))])
@@ -286,6 +294,7 @@ def compare_network(frame: pd.DataFrame, study: TheoryStudy) -> dict[str, Any]:
     t = frame["t"].to_numpy()
     return {
         "width": int(frame["width"].iloc[0]), "lam": float(frame["lam"].iloc[0]),
+        "seed": int(frame["seed"].iloc[0]) if "seed" in frame else 0,
         "loss_rel_err_lazy_max": float(rel[lazy].max()) if lazy.any() else math.nan,
         "loss_rel_err_all_max": float(rel.max()),
         "loss_rel_err_all_rms": float(np.sqrt(np.mean(rel**2))),
@@ -297,6 +306,106 @@ def compare_network(frame: pd.DataFrame, study: TheoryStudy) -> dict[str, Any]:
         "kernel_ratio_end": float(frame["kernel_ratio"].iloc[-1]),
         "kernel_ratio_theory_end": float(frame["kernel_ratio_theory"].iloc[-1]),
     }
+
+
+# --- characteristic times of the networks, over seeds --------------------------------------------
+
+TIME_NAMES = ("t_peak", "t_window_end", "t_loss_min", "t_loss_min_late", "t_lazy_end")
+TIME_LABELS = {"t_peak": "accuracy peak", "t_window_end": "end of the high-accuracy window",
+               "t_loss_min": "global test-loss minimum",
+               "t_loss_min_late": "last test-loss minimum",
+               "t_lazy_end": "departure from the lazy regime"}
+
+
+def network_times(networks: pd.DataFrame, comparisons: pd.DataFrame, study: TheoryStudy
+                  ) -> pd.DataFrame:
+    """Characteristic times (flow units) of every trained network and of the flow started from
+    its own initial outputs: one row per (width, λ, seed, source ∈ {network, flow}).
+
+    A time that falls on the last snapshot, or never happens within the horizon (NaN), is
+    ``censored_<name>``: the run was too short to see it, and fits leave it out. The departure
+    from the lazy regime is the first snapshot where ‖Θ_t‖/‖Θ₀‖ differs from e^{−2(k−1)λt} by
+    more than ``lazy_tolerance`` (the flow never departs, by construction)."""
+    if networks.empty:
+        return pd.DataFrame()
+    rows = []
+    lazy = comparisons.set_index(["width", "lam", "seed"])["lazy_until_lam_t"]
+    for (width, lam, seed), d in networks.groupby(["width", "lam", "seed"]):
+        d = d.sort_values("t")
+        t_last = float(d["t"].iloc[-1])
+        for source in ("network", "flow"):
+            prefix = "net" if source == "network" else "flow"
+            curve = pd.DataFrame({"t": d["t"], "test_acc": d[f"{prefix}_test_acc"],
+                                  "test_loss": d[f"{prefix}_test_loss"]})
+            times = characteristic_times(curve, window_delta=study.window_delta)
+            lazy_t = (float(lazy.get((width, lam, seed), math.nan)) / lam
+                      if source == "network" else math.nan)
+            times["t_lazy_end"] = lazy_t
+            row = {"width": int(width), "lam": float(lam), "seed": int(seed), "source": source,
+                   "t_last": t_last, "peak_acc": times["peak_acc"], "min_loss": times["min_loss"]}
+            for name in TIME_NAMES:
+                value = times[name]
+                row[name] = value
+                row[f"censored_{name}"] = bool(not math.isfinite(value)
+                                               or value >= t_last * (1 - 1e-9))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def network_time_summary(times: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """Mean and 95 % bootstrap CI over seeds of each characteristic time, per (source, width,
+    λ, time); λ·t of the mean; and how many seeds saw the time inside the horizon."""
+    from l2dynamics.analysis.peak import bootstrap_ci
+
+    rows = []
+    for (source, width, lam), group in times.groupby(["source", "width", "lam"]):
+        for name in TIME_NAMES:
+            seen = group.loc[~group[f"censored_{name}"], name]
+            mean, low, high = bootstrap_ci(seen, seed=seed)
+            rows.append({"source": source, "width": width, "lam": lam, "time": name,
+                         "seeds": len(group), "seen": int(seen.size), "mean": mean,
+                         "low": low, "high": high, "lam_t": lam * mean})
+    return pd.DataFrame(rows)
+
+
+def network_time_fits(times: pd.DataFrame) -> pd.DataFrame:
+    """Slope p of log t vs log λ per (source, width, time) over all uncensored (λ, seed) runs,
+    with its 95 % CI and :func:`~l2dynamics.analysis.fits.slope_verdict` (holds = ∝ 1/λ)."""
+    rows = []
+    for (source, width), group in times.groupby(["source", "width"]):
+        for name in TIME_NAMES:
+            used = group[~group[f"censored_{name}"]]
+            fit = fit_power_law(used["lam"], used[name])
+            rows.append({"source": source, "width": width, "time": name,
+                         "lams": int(used["lam"].nunique()), **fit,
+                         "verdict": slope_verdict(fit)})
+    return pd.DataFrame(rows)
+
+
+VERDICT_WORDS = {"holds": "∝ 1/λ", "flat": "independent of λ",
+                 "undetermined": "undetermined (CI holds −1 and 0)",
+                 "other": "a power law, not 1/λ"}
+
+
+def time_verdict(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per characteristic time and width: does it scale as 1/λ in the networks, and in the
+    flow from the same initial outputs? Needs ≥ 3 uncensored runs over ≥ 2 values of λ."""
+    rows = []
+    for (width, name), group in fits.groupby(["width", "time"], sort=False):
+        row: dict[str, Any] = {"time": TIME_LABELS[name], "width": width}
+        for source in ("network", "flow"):
+            fit = group[group["source"] == source]
+            if fit.empty or name == "t_lazy_end" and source == "flow":
+                row[source] = "—"
+                continue
+            f = fit.iloc[0]
+            if not math.isfinite(f["slope"]) or f["lams"] < 2:
+                row[source] = f"undetermined ({int(f['points'])} runs seen)"
+                continue
+            row[source] = (f"slope {f['slope']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}], "
+                           f"{int(f['points'])} runs: {VERDICT_WORDS[f['verdict']]}")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # --- the study ----------------------------------------------------------------------------------
@@ -336,18 +445,29 @@ def run_theory_study(study: TheoryStudy | None = None,
         f0 = (sample[:n], sample[n:])
     curves, times, fits = theory_grid(study, kernels, y_train, labels_test, f0)
     frames, comparisons, hessians = [], [], []
+    if not study.seeds or len(set(study.seeds)) != len(study.seeds):
+        raise ConfigError(f"seeds must be distinct integers, at least one; got {study.seeds}")
     for width in study.widths:
         for lam in study.lams:
-            frame, comparison, hessian = run_network(study, width=width, lam=lam,
-                                                     lr_flow=lr_flow, kernels=kernels,
-                                                     progress=progress)
-            frames.append(frame)
-            comparisons.append(comparison)
-            hessians.append(hessian)
+            for seed in study.seeds:
+                frame, comparison, hessian = run_network(study, width=width, lam=lam,
+                                                         lr_flow=lr_flow, kernels=kernels,
+                                                         seed=seed, progress=progress)
+                frames.append(frame)
+                comparisons.append(comparison)
+                hessians.append(hessian)
     networks = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     comparisons_df = pd.DataFrame(comparisons)
+    net_times = network_times(networks, comparisons_df, study)
+    net_summary = network_time_summary(net_times) if not net_times.empty else pd.DataFrame()
+    net_fits = network_time_fits(net_times) if not net_times.empty else pd.DataFrame()
+    verdict = time_verdict(net_fits) if not net_fits.empty else pd.DataFrame()
     summary = {"study": asdict(study), "theta_max": theta_max, "lr_flow": lr_flow,
-               "fits": fits.to_dict("records"), "comparisons": comparisons_df.to_dict("records")}
+               "fits": fits.to_dict("records"), "comparisons": comparisons_df.to_dict("records"),
+               "network_time_summary": net_summary.to_dict("records"),
+               "network_time_fits": net_fits.to_dict("records"),
+               "time_verdict": verdict.to_dict("records")}
     hessian_df = pd.concat(hessians, ignore_index=True) if hessians else pd.DataFrame()
     return TheoryResult(study, theta_max, lr_flow, curves, times, fits, networks,
-                        comparisons_df, hessian_df, summary)
+                        comparisons_df, hessian_df, summary, net_times, net_summary, net_fits,
+                        verdict)
