@@ -126,3 +126,18 @@ def test_analyze_tstar_cli(tmp_path):
     assert bad.exit_code == 2 and "--estimator" in bad.output
     missing = runner.invoke(app, ["analyze", "tstar", "--store", str(tmp_path / "none.sqlite")])
     assert missing.exit_code == 2
+
+
+def test_test_set_noise_comes_from_the_stored_test_size(tmp_path):
+    from l2dynamics import train
+
+    with RunStore(tmp_path / "s.sqlite") as store:
+        res = train(dataset="digits", n_test=200, width=16, steps=30, lam=1e-3,
+                    eval_per_decade=5, norms_per_tensor=False, store=store)
+        _store_curves(store, [1e-3], seeds=[0])  # no size recorded anywhere
+        table = tstar_table(store).set_index("run_id")
+    assert res.summary["n_test"] == 200 and res.summary["n_train"] > 0
+    p = table.loc[res.run_id, "peak_acc"]
+    assert table.loc[res.run_id, "test_noise_se"] == pytest.approx(math.sqrt(p * (1 - p) / 200))
+    assert table["test_noise_se"].isna().sum() == 1
+    assert "test_noise_se" in tstar_summary(table.reset_index()).columns

@@ -611,7 +611,7 @@ def analyze_tstar(
                  "verdict", "c_eta", "c_eta_low", "c_eta_high"]])
     _print_frame("per (η, λ), over seeds", summary[["lr", "lam", "seeds", "tstar", "tstar_low",
                  "tstar_high", "c", "peak_acc", "peak_acc_low", "peak_acc_high",
-                 "all_fit_train", "any_peak_at_end"]])
+                 "test_noise_se", "all_fit_train", "any_peak_at_end"]])
     if out_dir is not None:
         from l2dynamics.report.figures import plot_collapse, plot_tstar
 

@@ -55,7 +55,9 @@ def tstar_table(store: RunStore, run_ids: Sequence[int] | None = None, *,
         row = {"run_id": rec["id"], "status": rec["status"], "lam": lam, "lr": lr,
                "momentum": cfg["momentum"], "seed": cfg["seed"], "steps": cfg["steps"],
                "peak_acc": est.peak_raw, "peak_acc_smoothed": est.peak_smoothed,
-               "fits_train": reaches_train_accuracy(train["value"], train_threshold)}
+               "fits_train": reaches_train_accuracy(train["value"], train_threshold),
+               "test_noise_se": _binomial_se(est.peak_raw, (rec.get("summary") or {}).get(
+                   "n_test") or cfg.get("n_test"))}
         steps_arr, acc_arr = acc["step"].to_numpy(float), acc["value"].to_numpy(float)
         for name in ("raw", "smoothed", "onset"):
             t = est.get(name)
@@ -67,6 +69,14 @@ def tstar_table(store: RunStore, run_ids: Sequence[int] | None = None, *,
         row["peak_at_end"] = row["censored_smoothed"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _binomial_se(accuracy: float, n_test: int | None) -> float:
+    """Standard error of an accuracy measured on `n_test` examples (test-set noise): the
+    scatter a different test set of the same size would add. NaN when the size is unknown."""
+    if not n_test or not math.isfinite(accuracy):
+        return math.nan
+    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n_test)
 
 
 def _censored(steps: np.ndarray, acc: np.ndarray, tstar: float, *, window: float,
@@ -85,7 +95,8 @@ def _censored(steps: np.ndarray, acc: np.ndarray, tstar: float, *, window: float
 
 def tstar_summary(table: pd.DataFrame, *, estimator: str = "smoothed",
                   by: Sequence[str] = ("lr", "lam"), seed: int = 0) -> pd.DataFrame:
-    """Mean and 95 % bootstrap CI over seeds of t*, c = λt* and peak accuracy, per group."""
+    """Mean and 95 % bootstrap CI over seeds of t*, c = λt* and peak accuracy, per group, and
+    the test-set noise of one accuracy (binomial SE, ``test_noise_se``) to compare them with."""
     rows = []
     for key, group in table.groupby(list(by)):
         key = key if isinstance(key, tuple) else (key,)
@@ -96,6 +107,7 @@ def tstar_summary(table: pd.DataFrame, *, estimator: str = "smoothed",
                      "tstar": t, "tstar_low": t_lo, "tstar_high": t_hi,
                      "c": c, "c_low": c_lo, "c_high": c_hi,
                      "peak_acc": a, "peak_acc_low": a_lo, "peak_acc_high": a_hi,
+                     "test_noise_se": float(group["test_noise_se"].mean()),
                      "all_fit_train": bool(group["fits_train"].all()),
                      "any_peak_at_end": bool(group[f"censored_{estimator}"].any())})
     return pd.DataFrame(rows)

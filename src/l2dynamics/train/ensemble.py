@@ -529,7 +529,8 @@ class EnsembleTrainer:
              final_rows: Sequence[tuple[int, float, str, float]] = ()) -> None:
         """Trainer._finish for one member (its final metrics, if any, already in its rows)."""
         elapsed = self._elapsed()
-        history, summary = run_summary(member.rows, self.classification, steps_done, elapsed)
+        history, summary = run_summary(member.rows, self.classification, steps_done, elapsed,
+                                       self.data)
         if self.store is not None and member.run_id is not None:
             self.store.finish_run(member.run_id, status, steps_done=steps_done,
                                   wall_seconds=elapsed, summary=summary, diverged_step=bad_step,

@@ -177,12 +177,16 @@ def probe_metrics(cfg: Config, *, step: int, classification: bool,
 
 
 def run_summary(rows: list[tuple[int, float, str, float]], classification: bool,
-                steps_done: int, elapsed: float) -> tuple[pd.DataFrame, dict[str, Any]]:
+                steps_done: int, elapsed: float, data: Dataset | None = None
+                ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(wide history, stored summary) of a run from its (step, phys_time, name, value) rows;
-    ``steps_per_second`` is updates per wall-clock second over `elapsed` seconds."""
+    ``steps_per_second`` is updates per wall-clock second over `elapsed` seconds; with `data`,
+    ``n_train``/``n_test`` (the test size sets the accuracy's binomial noise)."""
     history = _wide(rows)
     summary = summarize(history, classification)
     summary["steps_per_second"] = (steps_done / elapsed) if elapsed else None
+    if data is not None:
+        summary["n_train"], summary["n_test"] = int(data.n_train), int(data.n_test)
     return history, summary
 
 
@@ -456,7 +460,7 @@ class Trainer:
         if status == "interrupted" and self.checkpoints_enabled:
             self.save_checkpoint()
         history, summary = run_summary(self.rows, self.classification, self.step,
-                                       self._elapsed())
+                                       self._elapsed(), self.data)
         if self.store is not None and self.run_id is not None:
             self.store.finish_run(self.run_id, status, steps_done=self.step,
                                   wall_seconds=self._elapsed(), summary=summary,
