@@ -9,12 +9,13 @@ __version__ = "0.1.0"
 from l2dynamics.config import CONFIG_KEYS, Config, make_config  # noqa: E402
 from l2dynamics.data import Dataset, available_datasets, load_dataset  # noqa: E402
 from l2dynamics.errors import ConfigError, DataError, L2DynamicsError, StoreError  # noqa: E402
-from l2dynamics.l2 import L2Penalty, split_decay  # noqa: E402
+from l2dynamics.l2 import AutoL2, L2Penalty, split_decay  # noqa: E402
 from l2dynamics.models import build_model  # noqa: E402
 from l2dynamics.store import RunStore, load_runs, load_series  # noqa: E402
 from l2dynamics.train import RunResult, Trainer, eval_steps, train  # noqa: E402
 
 __all__ = [
+    "AutoL2",
     "CONFIG_KEYS",
     "Config",
     "ConfigError",

@@ -179,6 +179,9 @@ def _print_result(result: Any, store_path: Path) -> None:
         parts.append(f"best test loss {s['best_test_loss']:.4g} at step {s['best_step']}")
     if s.get("steps_per_second"):
         parts.append(f"{s['steps_per_second']:.0f} steps/s")
+    if "lam_decays" in s:
+        steps = ", ".join(f"{e['step']} (→{e['lam_after']:g})" for e in s["lam_decays"])
+        parts.append(f"AutoL2 decays at step {steps or 'none'}")
     out.print("; ".join(parts) + f"  [dim]({store_path})[/]", highlight=False)
 
 

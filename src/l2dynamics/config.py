@@ -37,6 +37,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float64")
 NORMALIZATIONS = ("channel", "global", "none")
 DECAY_RULES = ("all", "weights", "none")
+LAM_SCHEDULES = ("constant", "autol2")
 
 # Section names accepted in nested configs; ``name`` inside a section means this flat key.
 SECTIONS = {
@@ -79,6 +80,11 @@ class Config:
     lam: float = 0.0  # coupled L2: loss + (lam/2)·‖θ‖²  (gradient + lam·θ)
     decoupled_wd: float = 0.0  # decoupled decay: θ ← θ − lr·decoupled_wd·θ per step (AdamW)
     decay_params: Any = "all"  # "all" | "weights" | "none" | list of glob patterns ("!x" excludes)
+    lam_schedule: str = "constant"  # "constant" | "autol2" (λ starts at lam, ÷ factor on stalls)
+    autol2_factor: float = 10.0  # AutoL2: λ ← λ/factor at each decay
+    autol2_refractory: float = 0.1  # AutoL2: wait refractory/λ steps (or /(η·λ) epochs) after one
+    autol2_refractory_unit: str = "steps"  # "steps" (released code) | "lr_lam_epochs" (its help)
+    autol2_every: int = 10  # AutoL2: optimizer steps between measurements (next batch, bare loss)
     # --- optimizer ---
     optimizer: str = "sgd"  # "sgd" (with momentum/nesterov) | "adam" | "adamw"
     lr: float = 0.1  # η, per optimizer update
@@ -242,6 +248,16 @@ def _validate(flat: dict[str, Any]) -> Config:
     v.number("lam", minimum=0.0)
     v.number("decoupled_wd", minimum=0.0)
     _validate_decay_rule(values)
+    v.choice("lam_schedule", LAM_SCHEDULES)
+    v.number("autol2_factor", positive=True)
+    if values["autol2_factor"] <= 1:
+        raise ConfigError(f"autol2_factor must be > 1 (λ is divided by it), got "
+                          f"{values['autol2_factor']!r}")
+    v.number("autol2_refractory", minimum=0.0)
+    v.choice("autol2_refractory_unit", ("steps", "lr_lam_epochs"))
+    v.integer("autol2_every", minimum=1)
+    if values["lam_schedule"] == "autol2" and values["lam"] <= 0:
+        raise ConfigError("lam_schedule=autol2 starts at lam, which must be > 0 (e.g. 0.1)")
     v.choice("optimizer", OPTIMIZERS)
     v.number("lr", positive=True)
     v.number("momentum", minimum=0.0, below=1.0)

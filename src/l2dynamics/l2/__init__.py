@@ -12,8 +12,15 @@ from l2dynamics.l2.conventions import (
 )
 from l2dynamics.l2.params import DecaySplit, split_decay
 from l2dynamics.l2.penalty import L2Penalty
+from l2dynamics.l2.schedule import (
+    AutoL2,
+    StepSchedule,
+    WeightDecaySchedule,
+    decay_param_groups,
+)
 
 __all__ = [
+    "AutoL2",
     "DecaySplit",
     "L2Penalty",
     "decoupled_from_independent",
@@ -22,6 +29,9 @@ __all__ = [
     "lam_from_torch_weight_decay",
     "lam_from_vanlaarhoven",
     "lam_lr_from_autol2_code",
+    "StepSchedule",
+    "WeightDecaySchedule",
+    "decay_param_groups",
     "split_decay",
     "torch_weight_decay_from_lam",
     "vanlaarhoven_from_lam",

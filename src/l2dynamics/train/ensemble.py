@@ -139,6 +139,9 @@ def vectorizable(configs: Sequence[Config | Mapping[str, Any]], *,
         return (f"{what}: configs differ in {', '.join(differ)}; only "
                 f"{', '.join(MEMBER_KEYS)} may differ within an ensemble")
     cfg = cfgs[0]
+    if cfg.lam_schedule != "constant":
+        return (f"lam_schedule={cfg.lam_schedule!r}: the ensemble engine keeps each member's λ "
+                "constant")
     if cfg.checkpoint_every:
         return (f"checkpoint_every={cfg.checkpoint_every}: the ensemble engine writes no "
                 "checkpoints")

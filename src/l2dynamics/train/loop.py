@@ -48,7 +48,9 @@ PROGRESS_METRICS = ("test_acc", "train_loss")
 
 
 class Callback(Protocol):
-    """Hooks into the loop. All methods are optional; ``state_dict`` is checkpointed."""
+    """Hooks into the loop. All methods are optional; ``state_dict`` is checkpointed.
+    ``on_train_start(trainer)`` runs once before update 0 (not on resume);
+    ``on_step_end(trainer, step, loss)`` after each update, `step` = updates done."""
 
     def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None: ...
 
@@ -223,6 +225,12 @@ class Trainer:
         self._prepare_batches()
         self._stop_requested = False
         self._losses: list[torch.Tensor] = []  # detached batch losses since the last sync
+        self.autol2 = None  # the config's λ schedule, checkpointed under its own key
+        if cfg.lam_schedule == "autol2":
+            from l2dynamics.train.autol2 import AutoL2Callback
+
+            self.autol2 = AutoL2Callback.from_config(self)
+            self.callbacks.append(self.autol2)
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -308,8 +316,12 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "penalty": self.penalty.state_dict(),
             "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None
-                          for cb in self.callbacks],
+                          for cb in self._user_callbacks()],
+            "autol2": self.autol2.state_dict() if self.autol2 is not None else None,
         }
+
+    def _user_callbacks(self) -> list[Any]:
+        return [cb for cb in self.callbacks if cb is not self.autol2]
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -318,9 +330,12 @@ class Trainer:
         self.step = int(state["step"])
         self.phys_time = float(state["phys_time"])
         self.lam_time = float(state["lam_time"])
-        for cb, cb_state in zip(self.callbacks, state.get("callbacks", []), strict=False):
+        for cb, cb_state in zip(self._user_callbacks(), state.get("callbacks", []),
+                                strict=False):
             if cb_state is not None and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(cb_state)
+        if self.autol2 is not None and state.get("autol2") is not None:
+            self.autol2.load_state_dict(state["autol2"])
 
     def save_checkpoint(self) -> Path:
         path = self.checkpoint_path()
@@ -392,6 +407,11 @@ class Trainer:
         try:
             self.model.train()
             start = self.step
+            if start == 0:  # not on resume: the state already holds what happened at `start`
+                for cb in self.callbacks:
+                    hook = getattr(cb, "on_train_start", None)
+                    if hook is not None:
+                        hook(self)
             for step in range(start, cfg.steps):
                 if self._stop_requested:
                     status = "interrupted"
@@ -461,6 +481,8 @@ class Trainer:
             self.save_checkpoint()
         history, summary = run_summary(self.rows, self.classification, self.step,
                                        self._elapsed(), self.data)
+        if self.autol2 is not None:
+            summary["lam_decays"] = list(self.autol2.schedule.events)
         if self.store is not None and self.run_id is not None:
             self.store.finish_run(self.run_id, status, steps_done=self.step,
                                   wall_seconds=self._elapsed(), summary=summary,

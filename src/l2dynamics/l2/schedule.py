@@ -1,0 +1,261 @@
+"""Weight-decay schedules for any torch optimizer (PyTorch has none), with AutoL2 among them.
+
+A schedule computes λ_t in *one* convention — the paper's coupled L2, loss + (λ/2)‖θ‖² — and
+writes it to its target, converted once, here (``convention``):
+
+- ``"coupled"``: ``param_group["weight_decay"] = λ`` — torch SGD/Adam's coupled decay, which is
+  exactly the paper's λ (grad += λ·θ, through momentum and Adam moments).
+- ``"decoupled"``: ``param_group["weight_decay"] = λ`` read as AdamW's decoupled coefficient
+  λ_d, so θ ← (1 − η_t·λ_d)·θ: the decay is multiplied by the learning rate. For plain SGD
+  this equals coupled λ; for Adam(W) it is a different knob with the same number.
+- ``"independent"``: θ ← (1 − λ_i)·θ per step whatever η_t: written as
+  ``weight_decay = λ_i/η_t`` of an AdamW group (re-written at every ``step``).
+
+The target may instead be the engine's own :class:`~l2dynamics.l2.L2Penalty` (``penalty=``),
+whose ``lam`` (coupled) or ``decoupled_wd`` (decoupled) is set. Only parameter groups whose
+``"decay"`` entry is not False are touched; :func:`decay_param_groups` builds such groups from
+a model with the usual masks (decay everything, as google/autol2 does, or weights only).
+
+Schedules are driven like torch LR schedulers: call ``step(...)`` once per optimizer step
+(function-of-step schedules) or once per measurement (:class:`AutoL2`); ``get_last_lambda()``,
+``state_dict()`` and ``load_state_dict()`` behave as there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from l2dynamics.errors import ConfigError
+from l2dynamics.l2.params import split_decay
+from l2dynamics.l2.penalty import L2Penalty
+
+CONVENTIONS = ("coupled", "decoupled", "independent")
+REFRACTORY_UNITS = ("steps", "lr_lam_epochs")
+
+
+def decay_param_groups(model: torch.nn.Module, rule: str | Sequence[str] = "weights",
+                       **group_options: Any) -> list[dict[str, Any]]:
+    """Two optimizer parameter groups: the decayed parameters (``decay: True``) and the rest
+    (``decay: False``, ``weight_decay: 0``). `rule` as the ``decay_params`` config key:
+    ``"weights"`` (the common default: no biases, normalization gains), ``"all"`` (the paper's
+    code), ``"none"`` or glob patterns. Extra options (``lr=…``) go into both groups."""
+    split = split_decay(model, rule)
+    named = dict(model.named_parameters())
+    groups = [{"params": [named[n] for n in split.decayed], "decay": True, **group_options},
+              {"params": [named[n] for n in split.not_decayed], "decay": False,
+               **group_options, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+    if not ok:
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+class WeightDecaySchedule:
+    """Base: holds λ, writes it to an optimizer's decayed groups or to an L2Penalty."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer | None = None, lam0: float = 0.1, *,
+                 convention: str = "coupled", penalty: L2Penalty | None = None):
+        if (optimizer is None) == (penalty is None):
+            raise ConfigError("give exactly one target: a torch optimizer or penalty=L2Penalty")
+        if convention not in CONVENTIONS:
+            raise ConfigError(f"convention {convention!r} is not allowed; use one of "
+                              f"{', '.join(CONVENTIONS)}")
+        if penalty is not None and convention == "independent":
+            raise ConfigError("convention 'independent' needs an optimizer (an L2Penalty has "
+                              "coupled lam and decoupled_wd only)")
+        self.optimizer, self.penalty, self.convention = optimizer, penalty, convention
+        self.lam0 = _positive("lam0", lam0, allow_zero=True)
+        self.lam = self.lam0
+        self._apply()
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups this schedule drives (``decay`` not False)."""
+        if self.optimizer is None:
+            return []
+        return [g for g in self.optimizer.param_groups if g.get("decay", True) is not False]
+
+    def _apply(self) -> None:
+        if self.penalty is not None:
+            if self.convention == "coupled":
+                self.penalty.lam = self.lam
+            else:
+                self.penalty.decoupled_wd = self.lam
+            return
+        for group in self.groups():
+            if self.convention == "independent":
+                lr = float(group["lr"])
+                group["weight_decay"] = self.lam / lr if lr > 0 else 0.0
+            else:
+                group["weight_decay"] = self.lam
+
+    def get_last_lambda(self) -> float:
+        """λ now, in the schedule's convention."""
+        return self.lam
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "penalty")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({k: v for k, v in state.items()
+                              if k not in ("optimizer", "penalty")})
+        self._apply()
+
+
+class StepSchedule(WeightDecaySchedule):
+    """Function-of-step schedules: ``step(global_step)`` once per optimizer step.
+
+    ``kind``: ``"constant"``; ``"step"`` (× `gamma` at each step in `milestones`);
+    ``"cosine"`` (from λ₀ to `lam_end` over `total_steps`); ``"linear"`` (same, linearly);
+    ``"follow_lr"`` (λ_t = λ₀·η_t/η₀, η read from the first driven group: decay that keeps
+    η·λ fixed relative to the start, e.g. under a learning-rate schedule)."""
+
+    KINDS = ("constant", "step", "cosine", "linear", "follow_lr")
+
+    def __init__(self, optimizer: torch.optim.Optimizer | None = None, lam0: float = 0.1, *,
+                 kind: str = "constant", total_steps: int | None = None, lam_end: float = 0.0,
+                 milestones: Iterable[int] = (), gamma: float = 0.1,
+                 convention: str = "coupled", penalty: L2Penalty | None = None):
+        if kind not in self.KINDS:
+            raise ConfigError(f"kind {kind!r} is not allowed; use one of {', '.join(self.KINDS)}")
+        if kind in ("cosine", "linear") and (not isinstance(total_steps, int)
+                                              or total_steps < 1):
+            raise ConfigError(f"kind {kind!r} needs total_steps, an integer ≥ 1")
+        if kind == "follow_lr" and optimizer is None:
+            raise ConfigError("kind 'follow_lr' needs an optimizer to read η from")
+        self.kind, self.total_steps = kind, total_steps
+        self.lam_end = _positive("lam_end", lam_end, allow_zero=True)
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = _positive("gamma", gamma)
+        self.lr0 = None
+        super().__init__(optimizer, lam0, convention=convention, penalty=penalty)
+        if kind == "follow_lr":
+            self.lr0 = float(self.groups()[0]["lr"])
+
+    def lambda_at(self, global_step: int) -> float:
+        """λ after `global_step` optimizer steps."""
+        t = max(0, int(global_step))
+        if self.kind == "constant":
+            return self.lam0
+        if self.kind == "step":
+            return self.lam0 * self.gamma ** sum(t >= m for m in self.milestones)
+        if self.kind in ("cosine", "linear"):
+            u = min(1.0, t / self.total_steps)
+            w = 0.5 * (1 + math.cos(math.pi * u)) if self.kind == "cosine" else 1.0 - u
+            return self.lam_end + (self.lam0 - self.lam_end) * w
+        lr = float(self.groups()[0]["lr"])
+        return self.lam0 * lr / self.lr0 if self.lr0 else self.lam0
+
+    def step(self, global_step: int) -> float:
+        self.lam = self.lambda_at(global_step)
+        self._apply()
+        return self.lam
+
+
+class AutoL2(WeightDecaySchedule):
+    """AutoL2 (Lewkowycz & Gur-Ari 2020) as google/autol2 implements it.
+
+    Call ``step(train_loss, train_accuracy, global_step)`` once per measurement (the paper
+    measures every 10 steps, on the next training batch, *before* that batch's update, with
+    the bare loss — no L2 term). λ starts at `lam0` and is divided by `factor` when, in the
+    last two measurements, either the loss made no new minimum or the accuracy no new maximum
+    (compared with the best of all earlier measurements, which are never reset) — but only
+    after a refractory period since the last decay, and once three measurements exist. No floor
+    unless `min_lam` is given. Returns the current λ; every decay is logged in ``events``.
+
+    The refractory period (the code and its help string disagree; both are offered):
+
+    - ``refractory_unit="steps"`` (the released code): ``refractory/λ`` optimizer steps;
+    - ``"lr_lam_epochs"`` (the flag's help text, "units of epochs·η·λ"): ``refractory/(η·λ)``
+      epochs, i.e. ``refractory·steps_per_epoch/(η·λ)`` steps (needs `steps_per_epoch`; η is
+      read from the first driven group, or `lr`).
+
+    λ is in the schedule's `convention` (the paper's coupled λ by default). The released code's
+    flag ``-L2=0.1`` is λ_c of CE/10 + λ_c‖θ‖², i.e. 2.0 in our units
+    (:func:`~l2dynamics.l2.lam_lr_from_autol2_code`); the default ``lam0=0.1`` here is 0.1 in
+    *our* units, and the refractory rule is applied to our λ.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer | None = None, lam0: float = 0.1,
+                 factor: float = 10.0, refractory: float = 0.1, *,
+                 refractory_unit: str = "steps", steps_per_epoch: int | None = None,
+                 lr: float | None = None, min_lam: float = 0.0, convention: str = "coupled",
+                 penalty: L2Penalty | None = None):
+        self.factor = _positive("factor", factor)
+        if self.factor <= 1:
+            raise ConfigError(f"factor must be > 1 (λ is divided by it), got {factor!r}")
+        self.refractory = _positive("refractory", refractory, allow_zero=True)
+        if refractory_unit not in REFRACTORY_UNITS:
+            raise ConfigError(f"refractory_unit {refractory_unit!r} is not allowed; use one of "
+                              f"{', '.join(REFRACTORY_UNITS)}")
+        if refractory_unit == "lr_lam_epochs" and (not isinstance(steps_per_epoch, int)
+                                                   or steps_per_epoch < 1):
+            raise ConfigError("refractory_unit 'lr_lam_epochs' needs steps_per_epoch, an "
+                              "integer ≥ 1")
+        self.refractory_unit, self.steps_per_epoch = refractory_unit, steps_per_epoch
+        self.fixed_lr = None if lr is None else _positive("lr", lr)
+        self.min_lam = _positive("min_lam", min_lam, allow_zero=True)
+        self.measurements = 0
+        self.losses: list[float] = []  # the last two measurements
+        self.accuracies: list[float] = []
+        self.best_loss: float | None = None
+        self.best_acc: float | None = None
+        self.last_decay_step: int | None = None
+        self.events: list[dict[str, float]] = []
+        super().__init__(optimizer, lam0, convention=convention, penalty=penalty)
+
+    def refractory_steps(self) -> float:
+        """Optimizer steps to wait after a decay at the current λ."""
+        if self.lam == 0:
+            return math.inf
+        if self.refractory_unit == "steps":
+            return self.refractory / self.lam
+        lr = self.fixed_lr if self.fixed_lr is not None else float(self.groups()[0]["lr"])
+        return self.refractory * self.steps_per_epoch / (lr * self.lam)
+
+    def step(self, train_loss: float, train_accuracy: float, global_step: int) -> float:
+        """Take one measurement (bare training loss and accuracy at `global_step` optimizer
+        steps) and return λ for the coming steps."""
+        loss, acc = float(train_loss), float(train_accuracy)
+        if not (math.isfinite(loss) and math.isfinite(acc)):
+            raise ConfigError(f"AutoL2 measurements must be finite, got loss={train_loss!r}, "
+                              f"accuracy={train_accuracy!r}")
+        step = int(global_step)
+        if self.last_decay_step is None:
+            self.last_decay_step = step  # the code's idel0 = the start step
+        self.measurements += 1
+        self.losses = [*self.losses[-1:], loss]
+        self.accuracies = [*self.accuracies[-1:], acc]
+        if (step > self.last_decay_step + self.refractory_steps() and self.measurements > 2
+                and self.lam > self.min_lam and self._plateau()):
+            old = self.lam
+            self.lam = max(self.lam / self.factor, self.min_lam)
+            self.last_decay_step = step
+            self.events.append({"step": step, "lam_before": old, "lam_after": self.lam,
+                                "train_loss": loss, "train_accuracy": acc})
+            self._apply()
+        elif self.measurements >= 2:
+            # the records take the second-to-last measurement, as in the released code
+            prev_loss, prev_acc = self.losses[-2], self.accuracies[-2]
+            self.best_loss = prev_loss if self.best_loss is None else min(prev_loss,
+                                                                          self.best_loss)
+            self.best_acc = prev_acc if self.best_acc is None else max(prev_acc, self.best_acc)
+        if self.convention == "independent":
+            self._apply()  # λ/η_t follows the learning rate
+        return self.lam
+
+    def _plateau(self) -> bool:
+        """No new loss minimum, or no new accuracy maximum, in the last two measurements."""
+        loss_stalled = (self.best_loss <= self.losses[-1] and self.best_loss <= self.losses[-2])
+        acc_stalled = (self.best_acc >= self.accuracies[-1]
+                       and self.best_acc >= self.accuracies[-2])
+        return loss_stalled or acc_stalled
