@@ -627,6 +627,55 @@ def analyze_tstar(
         out.print("figures: " + ", ".join(str(f) for f in figures))
 
 
+@app.command()
+@user_errors
+def predict(
+    config: Path | None = typer.Argument(None, help="Run config (YAML/JSON) of the full run."),
+    budget: int = typer.Option(..., "--budget", help="Steps of the full run, T."),
+    overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE overrides."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where dataset files live."),
+    seeds: str = typer.Option("0,1,2", help="Probe seeds."),
+    lam_ref: float | None = typer.Option(None, "--lam-ref", help="Probe λ (default: the λ "
+                                         "whose probe is 1/20 of the budget)."),
+    probe_k: float = typer.Option(4.0, "--probe-k", help="Probe length in λ·η·steps."),
+    estimator: str = typer.Option("onset", help="t* estimator: onset | smoothed | raw."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write a figure and JSON here."),
+) -> None:
+    """Predict the best λ for a T-step run from short probe runs at a large λ."""
+    from l2dynamics.studies.predict import predict_lambda
+
+    cfg = _build_config(config, overrides, data_dir)
+    pred = predict_lambda(cfg, budget, lam_ref=lam_ref, probe_k=probe_k, estimator=estimator,
+                          seeds=_number_list(seeds, "--seeds", minimum=0, integer=True),
+                          progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    for a in pred.attempts:
+        ts = ", ".join(f"{t:.0f}" for t in a.tstars)
+        out.print(f"probe λ={a.lam:.3g}: {len(a.tstars)} × {a.steps} steps; t* = {ts}; fits "
+                  f"train: {sum(a.fits_train)}/{len(a.fits_train)}; censored: "
+                  f"{sum(a.censored)}", highlight=False)
+    cost = f"probe compute {pred.probe_steps} steps = {pred.compute_fraction:.2f} of one run"
+    if pred.ok:
+        out.print(f"λ_pred = {pred.lam:.3g}  [{pred.lam_low:.3g}, {pred.lam_high:.3g}] for "
+                  f"T = {budget} (c·η = λ_ref·η·t* = {pred.c_eta:.3g}, t*_ref = "
+                  f"{pred.tstar_ref:.0f} steps at λ_ref = {pred.lam_ref:.3g}); {cost}",
+                  highlight=False)
+    else:
+        err.print(Text(f"no prediction: {pred.message}; {cost}"), soft_wrap=True)
+    if out_dir is not None:
+        from dataclasses import asdict
+
+        from l2dynamics.report.figures import plot_prediction
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = asdict(pred)
+        for a in summary["attempts"]:
+            a.pop("histories")
+        (out_dir / "prediction.json").write_text(json.dumps(summary, indent=1, default=float))
+        out.print(f"figure: {plot_prediction(pred, out_dir / 'prediction.png')}")
+    if not pred.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

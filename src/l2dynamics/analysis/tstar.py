@@ -61,7 +61,7 @@ def tstar_table(store: RunStore, run_ids: Sequence[int] | None = None, *,
         steps_arr, acc_arr = acc["step"].to_numpy(float), acc["value"].to_numpy(float)
         for name in ("raw", "smoothed", "onset"):
             t = est.get(name)
-            row[f"censored_{name}"] = _censored(steps_arr, acc_arr, t, window=window,
+            row[f"censored_{name}"] = censored_tstar(steps_arr, acc_arr, t, window=window,
                                                 min_drop=None if name == "onset" else min_drop)
             row[f"tstar_{name}"] = t
             row[f"c_{name}"] = lam * t
@@ -79,7 +79,7 @@ def _binomial_se(accuracy: float, n_test: int | None) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n_test)
 
 
-def _censored(steps: np.ndarray, acc: np.ndarray, tstar: float, *, window: float,
+def censored_tstar(steps: np.ndarray, acc: np.ndarray, tstar: float, *, window: float,
               min_drop: float | None) -> bool:
     """No usable t* inside the budget: it lies within one window of the last evaluation, or
     (when `min_drop` is given, for peak estimators) the smoothed accuracy never falls by
@@ -115,7 +115,7 @@ def tstar_summary(table: pd.DataFrame, *, estimator: str = "smoothed",
 
 def tstar_fits(table: pd.DataFrame, *, estimator: str = "smoothed") -> pd.DataFrame:
     """Slope of log t* vs log λ per learning rate, over runs with λ > 0 that fit their
-    training data and have a usable peak (not censored: see ``_censored``), its
+    training data and have a usable peak (not censored: see ``censored_tstar``), its
     :func:`~l2dynamics.analysis.fits.slope_verdict`, and c·η = λ·η·t* (mean and bootstrap CI over
     the same runs; a constant only where the slope is −1)."""
     rows = []

@@ -147,3 +147,28 @@ def plot_collapse(curves: pd.DataFrame, path: str | Path, *, metric: str = "test
     axes[2].set_title("collapse: t* ≈ c/(λη) lines the peaks up here")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_prediction(prediction, path: str | Path) -> Path:
+    """The λ predictor's probes: test accuracy against step for every probe run (one color per
+    probe λ; dashed where the run under-fitted), with its t* marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    attempts = prediction.attempts
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(attempts))))
+    for attempt, color in zip(attempts, colors, strict=True):
+        for i, (history, t, fits) in enumerate(zip(attempt.histories, attempt.tstars,
+                                                   attempt.fits_train, strict=True)):
+            h = history[history["step"] > 0]
+            ax.plot(h["step"], h["test_acc"], "-" if fits else "--", color=color, lw=1,
+                    label=f"probe λ={attempt.lam:.3g}" + ("" if fits else " (under-fits)")
+                    if i == 0 else None)
+            if np.isfinite(t):
+                ax.axvline(t, color=color, lw=0.6, ls=":")
+    title = (f"λ_pred = {prediction.lam:.3g} [{prediction.lam_low:.3g}, "
+             f"{prediction.lam_high:.3g}] for T = {prediction.budget}"
+             if prediction.ok else "no prediction: " + prediction.message[:60])
+    ax.set(xscale="log", xlabel="step", ylabel="test accuracy", title=title)
+    ax.grid(alpha=0.3, which="both", lw=0.5)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,158 @@
+"""The best λ for a budget from one short run (Lewkowycz & Gur-Ari §3, google/autol2's recipe).
+
+1. Train a short *probe* at a large λ_ref (a few seeds): a large λ peaks early, so it is cheap.
+2. Read t*_ref off its test-accuracy curve (:mod:`l2dynamics.analysis.peak`; the probe is
+   checked for under-fitting — a λ_ref whose network never fits its training data gives a c
+   3–100× too large — and λ_ref is stepped down until it fits).
+3. c·η = λ_ref·Φ(t*_ref), with Φ(t) the *effective* physical time of the first t steps,
+   Φ(t) = Σ_{s<t} η_s/(1 − μ): the learning-rate schedule enters through η_s, heavy-ball
+   momentum μ through its long-time step size η/(1 − μ).
+4. For a full run of T steps (its own schedule and momentum): λ_pred = c·η / Φ_full(T). For a
+   constant η and equal momentum this is the released code's λ_pred = c/(η·T) = λ_ref·t*_ref/T.
+
+The interval comes from the seeds' bootstrap CI of t*_ref. The compute is reported as probe
+steps (all seeds and attempts) over T.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from l2dynamics.analysis.peak import (
+    ESTIMATORS,
+    bootstrap_ci,
+    estimate_peak,
+    reaches_train_accuracy,
+)
+from l2dynamics.config import Config, make_config
+from l2dynamics.errors import ConfigError
+from l2dynamics.train import Trainer
+from l2dynamics.train.optim import lr_factor
+
+
+def effective_time(cfg: Config, steps: int) -> float:
+    """Φ = Σ_{s<steps} η_s / (1 − μ): physical time with the schedule and heavy-ball momentum."""
+    total = sum(cfg.lr * lr_factor(s, cfg) for s in range(int(steps)))
+    return total / (1.0 - cfg.momentum) if cfg.optimizer == "sgd" else total
+
+
+@dataclass
+class ProbeAttempt:
+    """One probe λ: its runs' t* (steps) and whether they fit their training data."""
+
+    lam: float
+    steps: int
+    tstars: list[float]
+    fits_train: list[bool]
+    censored: list[bool]
+    histories: list[Any] = field(repr=False, default_factory=list)
+
+
+@dataclass
+class LambdaPrediction:
+    """λ_pred for a T-step run, with its interval, the probe that gave it and what it cost.
+    ``ok`` is False (and ``message`` says why and what to try) when no usable t* was seen."""
+
+    ok: bool
+    lam: float
+    lam_low: float
+    lam_high: float
+    lam_ref: float
+    tstar_ref: float
+    c_eta: float
+    budget: int
+    probe_steps: int
+    compute_fraction: float
+    estimator: str
+    attempts: list[ProbeAttempt]
+    message: str = ""
+
+
+def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: float | None = None,
+                   probe_k: float = 4.0, seeds: Sequence[int] = (0, 1, 2),
+                   estimator: str = "onset", train_threshold: float = 0.99,
+                   step_down: float = 4.0, max_attempts: int = 4,
+                   progress: Callable[[str], None] | None = None) -> LambdaPrediction:
+    """Predict the best λ for `budget` steps of `config` from short probe runs.
+
+    `lam_ref` defaults to the λ whose probe of ``probe_k/(η·λ)`` steps is 1/20 of the budget.
+    A probe runs to ``probe_k/(η·λ_ref)`` steps (λ·η·t = probe_k, past the plateau for the
+    c·η ≈ 3 measured on MNIST-1D). If any seed does not reach `train_threshold` training
+    accuracy, λ_ref is divided by `step_down` and the probe repeated (at most `max_attempts`).
+    ``estimator``: "onset" (default: where accuracy plateaus instead of peaking, as with CE,
+    it is the only one that finds a time) or "smoothed"/"raw" (the released code's argmax)."""
+    cfg = make_config(config)
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ConfigError(f"budget must be an integer number of steps ≥ 1, got {budget!r}")
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"estimator {estimator!r} is not allowed; use {', '.join(ESTIMATORS)}")
+    if not seeds:
+        raise ConfigError("seeds must name at least one seed")
+    for name, value, low in (("probe_k", probe_k, 0.0), ("step_down", step_down, 1.0)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):
+            raise ConfigError(f"{name} must be a finite number > {low:g}, got {value!r}")
+    lam = lam_ref if lam_ref is not None else 20.0 * probe_k / (cfg.lr * budget)
+    if not (math.isfinite(lam) and lam > 0):
+        raise ConfigError(f"lam_ref must be a finite number > 0, got {lam!r}")
+    attempts: list[ProbeAttempt] = []
+    for _ in range(max_attempts):
+        steps = max(10, math.ceil(probe_k / (cfg.lr * lam)))
+        if progress:
+            progress(f"probe λ={lam:.3g}: {len(seeds)} × {steps} steps")
+        attempts.append(_probe(cfg, lam, steps, seeds, estimator, train_threshold))
+        if all(attempts[-1].fits_train):
+            break
+        lam /= step_down
+    probe_steps = sum(a.steps * len(a.tstars) for a in attempts)
+    last = attempts[-1]
+    common = {"budget": budget, "probe_steps": probe_steps,
+              "compute_fraction": probe_steps / budget, "estimator": estimator,
+              "attempts": attempts, "lam_ref": last.lam}
+    nan = math.nan
+    if not all(last.fits_train):
+        return LambdaPrediction(False, nan, nan, nan, tstar_ref=nan, c_eta=nan, **common,
+                                message=f"the probe under-fits at every λ tried (down to "
+                                f"{last.lam:.3g}): the network does not reach train accuracy "
+                                f"{train_threshold:g}; use a larger model or a smaller lam_ref")
+    usable = [t for t, c in zip(last.tstars, last.censored, strict=True) if not c]
+    if len(usable) < max(1, (len(last.tstars) + 1) // 2):
+        return LambdaPrediction(False, nan, nan, nan, tstar_ref=nan, c_eta=nan, **common,
+                                message=f"no usable t* in the probe at λ={last.lam:.3g}: the "
+                                f"accuracy had not peaked or plateaued within λ·η·t = "
+                                f"{probe_k:g}; try a larger probe_k or estimator 'onset'")
+    t_mean, t_low, t_high = bootstrap_ci(usable)
+    phi_full = effective_time(cfg, budget)
+
+    def to_lam(t: float) -> float:
+        return last.lam * effective_time(cfg, round(t)) / phi_full
+
+    c_eta = last.lam * effective_time(cfg, round(t_mean))
+    return LambdaPrediction(True, to_lam(t_mean), to_lam(t_low), to_lam(t_high),
+                            tstar_ref=t_mean, c_eta=c_eta, **common)
+
+
+def _probe(cfg: Config, lam: float, steps: int, seeds: Sequence[int], estimator: str,
+           train_threshold: float) -> ProbeAttempt:
+    from l2dynamics.analysis.tstar import censored_tstar
+
+    attempt = ProbeAttempt(lam, steps, [], [], [])
+    for seed in seeds:
+        probe = cfg.replace(lam=lam, steps=steps, seed=int(seed), lam_schedule="constant",
+                            eval_per_decade=max(cfg.eval_per_decade, 20),
+                            name=f"probe λ={lam:.3g} seed={seed}")
+        history = Trainer(probe).run().history
+        if "test_acc" not in history:
+            raise ConfigError("predict_lambda needs a classification task (it reads the test "
+                              "accuracy)")
+        est = estimate_peak(history["step"], history["test_acc"])
+        t = est.get(estimator)
+        attempt.tstars.append(t)
+        attempt.fits_train.append(reaches_train_accuracy(history["train_acc"], train_threshold))
+        attempt.censored.append(censored_tstar(
+            history["step"].to_numpy(float), history["test_acc"].to_numpy(float), t,
+            window=0.2, min_drop=None if estimator == "onset" else 0.01))
+        attempt.histories.append(history)
+    return attempt

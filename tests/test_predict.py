@@ -1,0 +1,89 @@
+"""The λ predictor: effective time, the formula, the under-fitting step-down, honest failure."""
+
+import math
+
+import pytest
+
+from l2dynamics import ConfigError, make_config
+from l2dynamics.studies.predict import effective_time, predict_lambda
+
+BASE = dict(dataset="digits", n_train=300, n_test=540, width=32, batch_size=32, lr=0.1,
+            norms_per_tensor=False)
+
+
+def test_effective_time_counts_schedule_and_momentum():
+    assert effective_time(make_config(BASE), 1000) == pytest.approx(100.0)
+    assert effective_time(make_config(BASE, momentum=0.9), 1000) == pytest.approx(1000.0)
+    stepped = make_config(BASE, steps=1000, lr_schedule="step", lr_milestones=[0.5],
+                          lr_gamma=0.1)
+    assert effective_time(stepped, 1000) == pytest.approx(0.1 * 500 + 0.01 * 500)
+    assert effective_time(make_config(BASE, optimizer="adam", lr=1e-3), 100) == pytest.approx(0.1)
+
+
+def test_prediction_follows_the_released_formula():
+    pred = predict_lambda(BASE, 4000, lam_ref=0.02, probe_k=4.0, seeds=(0, 1, 2))
+    assert pred.ok and len(pred.attempts) == 1 and pred.lam_ref == 0.02
+    probe = pred.attempts[0]
+    assert probe.steps == math.ceil(4.0 / (0.1 * 0.02)) and all(probe.fits_train)
+    # constant η, same momentum: λ_pred = λ_ref·t*_ref/T (within the rounding of t* to steps)
+    assert pred.lam == pytest.approx(0.02 * pred.tstar_ref / 4000, rel=2e-3)
+    assert pred.c_eta == pytest.approx(pred.lam * 0.1 * 4000, rel=2e-3)
+    assert pred.lam_low <= pred.lam <= pred.lam_high
+    assert pred.probe_steps == 3 * probe.steps and pred.compute_fraction == pred.probe_steps / 4000
+
+
+def test_momentum_of_the_full_run_changes_the_prediction_as_stated():
+    """Same probe, full run with momentum 0.9: its effective time is 10× larger, λ_pred 10×
+    smaller (the claim of the module docstring; whether it is *right* is the benchmark's)."""
+    plain = predict_lambda(BASE, 2000, lam_ref=0.02, probe_k=1.0, seeds=(0,))
+    assert plain.ok
+    # a full run with momentum is a different config: probe at the same η and μ = 0.9
+    heavy = predict_lambda({**BASE, "momentum": 0.9}, 2000, lam_ref=0.02, probe_k=1.0,
+                           seeds=(0,))
+    assert heavy.ok
+    # with equal μ in probe and run, (1 − μ) cancels: λ_pred = λ_ref·t*/T either way
+    assert heavy.lam == pytest.approx(0.02 * heavy.tstar_ref / 2000, rel=2e-3)
+
+
+def test_under_fitting_probe_steps_lambda_down_and_reports_it():
+    pred = predict_lambda(BASE, 4000, lam_ref=2.0, probe_k=1.0, seeds=(0,), step_down=10.0)
+    assert len(pred.attempts) >= 2 and not pred.attempts[0].fits_train[0]
+    assert pred.ok and pred.lam_ref == pytest.approx(2.0 / 10 ** (len(pred.attempts) - 1))
+    stuck = predict_lambda(BASE, 4000, lam_ref=2.0, probe_k=1.0, seeds=(0,), max_attempts=1)
+    assert not stuck.ok and math.isnan(stuck.lam) and "under-fits" in stuck.message
+
+
+def test_no_usable_peak_is_said_not_guessed():
+    pred = predict_lambda(BASE, 4000, lam_ref=0.01, probe_k=0.05, seeds=(0,),
+                          estimator="smoothed")
+    assert not pred.ok and "no usable t*" in pred.message and "probe_k" in pred.message
+
+
+@pytest.mark.parametrize("kwargs, field", [({"budget": 0}, "budget"),
+                                           ({"estimator": "mean"}, "estimator"),
+                                           ({"seeds": ()}, "seeds"),
+                                           ({"probe_k": -1.0}, "probe_k"),
+                                           ({"lam_ref": 0.0}, "lam_ref")])
+def test_bad_arguments(kwargs, field):
+    args = {"budget": 100, **kwargs}
+    with pytest.raises(ConfigError, match=field):
+        predict_lambda(BASE, args.pop("budget"), **args)
+
+
+def test_cli_predict(tmp_path):
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+
+    sets = [x for k, v in BASE.items() for x in ("--set", f"{k}={v}")]
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", "--budget", "4000", *sets, "--lam-ref", "0.02",
+                              "--seeds", "0", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "λ_pred =" in res.output and (tmp_path / "prediction.png").stat().st_size > 10_000
+    failed = runner.invoke(app, ["predict", "--budget", "4000", *sets, "--lam-ref", "0.01",
+                                 "--probe-k", "0.05", "--estimator", "smoothed", "--seeds",
+                                 "0"])
+    assert failed.exit_code == 1 and "no prediction" in failed.output
+    bad = runner.invoke(app, ["predict", "--budget", "0", *sets])
+    assert bad.exit_code == 2 and "budget" in bad.output
