@@ -46,8 +46,11 @@ def test_momentum_of_the_full_run_changes_the_prediction_as_stated():
 
 
 def test_under_fitting_probe_steps_lambda_down_and_reports_it():
-    pred = predict_lambda(BASE, 4000, lam_ref=2.0, probe_k=1.0, seeds=(0,), step_down=10.0)
+    pred = predict_lambda(BASE, 4000, lam_ref=2.0, probe_k=1.0, seeds=(0, 1), step_down=10.0)
     assert len(pred.attempts) >= 2 and not pred.attempts[0].fits_train[0]
+    # the second seed of a rejected λ is not run, and not counted
+    assert len(pred.attempts[0].tstars) == 1 and len(pred.attempts[-1].tstars) == 2
+    assert pred.probe_steps == sum(a.steps * len(a.tstars) for a in pred.attempts)
     assert pred.ok and pred.lam_ref == pytest.approx(2.0 / 10 ** (len(pred.attempts) - 1))
     stuck = predict_lambda(BASE, 4000, lam_ref=2.0, probe_k=1.0, seeds=(0,), max_attempts=1)
     assert not stuck.ok and math.isnan(stuck.lam) and "under-fits" in stuck.message

@@ -81,7 +81,8 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     `lam_ref` defaults to the λ whose probe of ``probe_k/(η·λ)`` steps is 1/20 of the budget.
     A probe runs to ``probe_k/(η·λ_ref)`` steps (λ·η·t = probe_k, past the plateau for the
     c·η ≈ 3 measured on MNIST-1D). If any seed does not reach `train_threshold` training
-    accuracy, λ_ref is divided by `step_down` and the probe repeated (at most `max_attempts`).
+    accuracy, λ_ref is divided by `step_down` and the probe repeated (at most `max_attempts`);
+    the remaining seeds of a rejected λ are not run.
     ``estimator``: "onset" (default: where accuracy plateaus instead of peaking, as with CE,
     it is the only one that finds a time) or "smoothed"/"raw" (the released code's argmax)."""
     cfg = make_config(config)
@@ -101,7 +102,7 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     for _ in range(max_attempts):
         steps = max(10, math.ceil(probe_k / (cfg.lr * lam)))
         if progress:
-            progress(f"probe λ={lam:.3g}: {len(seeds)} × {steps} steps")
+            progress(f"probe λ={lam:.3g}: up to {len(seeds)} seeds × {steps} steps")
         attempts.append(_probe(cfg, lam, steps, seeds, estimator, train_threshold))
         if all(attempts[-1].fits_train):
             break
@@ -155,4 +156,6 @@ def _probe(cfg: Config, lam: float, steps: int, seeds: Sequence[int], estimator:
             history["step"].to_numpy(float), history["test_acc"].to_numpy(float), t,
             window=0.2, min_drop=None if estimator == "onset" else 0.01))
         attempt.histories.append(history)
+        if not attempt.fits_train[-1]:
+            break  # one under-fitting seed rejects this λ: spare the other seeds' compute
     return attempt
