@@ -74,8 +74,8 @@ from l2dynamics.train.loop import (
     RunResult,
     _versions,
     augment_generator,
+    batch_layout,
     epoch_permutation,
-    eval_subset,
     init_model,
     probe_metrics,
     resolve_device,
@@ -315,18 +315,10 @@ class EnsembleTrainer:
     # --- data ---------------------------------------------------------------------------------
 
     def _prepare_data(self) -> None:
-        n = self.data.x_train.shape[0]
-        self.batch_size = min(self.cfg.batch_size, n)
-        self.full_batch = self.batch_size == n
-        self.steps_per_epoch = n // self.batch_size
+        layout = batch_layout(self.cfg, self.data, self.device)
+        self.batch_size, self.full_batch, self.steps_per_epoch, self.eval_x, self.eval_y = layout
         self._perm_epoch = -1
         self._perms: torch.Tensor | None = None  # (K, n) this epoch's permutations
-        idx = eval_subset(n, self.cfg.eval_train_size, self.cfg.data_seed)
-        if idx is not None:
-            idx = idx.to(self.device)
-            self.eval_x, self.eval_y = self.data.x_train[idx], self.data.y_train[idx]
-        else:
-            self.eval_x, self.eval_y = self.data.x_train, self.data.y_train
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int | None, ...]]:
         """(x, y, vmap in_dims) of update `step` for the members in the stack: x (K, B, …) and

@@ -98,6 +98,21 @@ _BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM = 1, 2, 3
 # run as a lone Trainer, number for number.
 
 
+def batch_layout(cfg: Config, data: Dataset, device: torch.device
+                 ) -> tuple[int, bool, int, torch.Tensor, torch.Tensor]:
+    """(batch size, full batch?, steps per epoch, eval x, eval y) of a run: the batch is capped
+    at the training set, and the training metrics use the fixed ``eval_train_size`` subset."""
+    n = data.x_train.shape[0]
+    batch_size = min(cfg.batch_size, n)
+    idx = eval_subset(n, cfg.eval_train_size, cfg.data_seed)
+    if idx is not None:
+        idx = idx.to(device)
+        eval_x, eval_y = data.x_train[idx], data.y_train[idx]
+    else:
+        eval_x, eval_y = data.x_train, data.y_train
+    return batch_size, batch_size == n, n // batch_size, eval_x, eval_y
+
+
 def run_setup(cfg: Config, dataset: Dataset | None = None
               ) -> tuple[torch.device, torch.dtype, Dataset, Callable[..., torch.Tensor]]:
     """Device, dtype, data (`dataset` if given, else loaded) and training loss of a run —
@@ -235,18 +250,10 @@ class Trainer:
     # --- data ---------------------------------------------------------------------------------
 
     def _prepare_batches(self) -> None:
-        n = self.data.x_train.shape[0]
-        self.batch_size = min(self.cfg.batch_size, n)
-        self.full_batch = self.batch_size == n
-        self.steps_per_epoch = n // self.batch_size
+        layout = batch_layout(self.cfg, self.data, self.device)
+        self.batch_size, self.full_batch, self.steps_per_epoch, self.eval_x, self.eval_y = layout
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
-        idx = eval_subset(n, self.cfg.eval_train_size, self.cfg.data_seed)
-        if idx is not None:
-            idx = idx.to(self.device)
-            self.eval_x, self.eval_y = self.data.x_train[idx], self.data.y_train[idx]
-        else:
-            self.eval_x, self.eval_y = self.data.x_train, self.data.y_train
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The (augmented) training batch of update `step`, a pure function of (seed, step)."""
