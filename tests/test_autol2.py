@@ -259,3 +259,62 @@ def test_cli_train_reports_the_decays(tmp_path):
     bad = CliRunner().invoke(app, ["train", "--set", "lam_schedule=autol2", "--set", "lam=0",
                                    "--store", str(tmp_path / "t.sqlite")])
     assert bad.exit_code == 2 and "lam_schedule" in bad.output
+
+
+def _ema_sched(**kwargs):
+    return AutoL2(penalty=L2Penalty([], 0.0), lam0=1.0, refractory=0.0, plateau="ema",
+                  **kwargs)
+
+
+def test_ema_plateau_waits_for_both_smoothed_series_to_stall():
+    sched = _ema_sched(ema=0.5, patience=3)
+    # the loss keeps falling while the accuracy is flat: the paper's rule would decay, this not
+    for k in range(30):
+        sched.step(1.0 / (k + 1), 0.5, 10 * k)
+    assert sched.events == []
+    paper = AutoL2(penalty=L2Penalty([], 0.0), lam0=1.0, refractory=0.0)
+    for k in range(30):
+        paper.step(1.0 / (k + 1), 0.5, 10 * k)
+    assert paper.events, "the released rule decays on a flat accuracy"
+    # both flat: a decay after `patience` measurements without a new best, then a new phase
+    start = len(sched.events)
+    for k in range(30, 34):
+        sched.step(1.0 / 30, 0.5, 10 * k)
+    # the averages still move towards the flat values for a while; then 3 stalls → one decay
+    for k in range(34, 60):
+        sched.step(1.0 / 30, 0.5, 10 * k)
+        if len(sched.events) > start:
+            break
+    assert len(sched.events) == start + 1 and sched.get_last_lambda() == pytest.approx(0.1)
+    assert sched.since_best == 0
+
+
+def test_ema_plateau_state_round_trip_and_validation():
+    a = _ema_sched(ema=0.8, patience=2)
+    rng = np.random.default_rng(0)
+    series = [(1 + 0.1 * rng.standard_normal(), 0.5 + 0.05 * rng.standard_normal())
+              for _ in range(80)]
+    for k, (loss, acc) in enumerate(series[:40]):
+        a.step(loss, acc, 10 * k)
+    b = _ema_sched(ema=0.8, patience=2)
+    b.load_state_dict(a.state_dict())
+    for k, (loss, acc) in enumerate(series[40:], start=40):
+        assert a.step(loss, acc, 10 * k) == b.step(loss, acc, 10 * k)
+    assert a.events == b.events and a.events
+    for kwargs, field in (({"plateau": "smooth"}, "plateau"), ({"ema": 1.0}, "ema"),
+                          ({"patience": 0}, "patience")):
+        with pytest.raises(ConfigError, match=field):
+            AutoL2(penalty=L2Penalty([], 0.0), **kwargs)
+
+
+def test_autol2_variant_config_keys_reach_the_schedule():
+    from l2dynamics import Trainer, make_config
+
+    trainer = Trainer(make_config(ENGINE, steps=10, autol2_plateau="ema", autol2_patience=7,
+                                  autol2_min_lam=1e-3))
+    sched = trainer.autol2.schedule
+    assert (sched.plateau, sched.patience, sched.min_lam) == ("ema", 7, 1e-3)
+    for key, value in (("autol2_plateau", "smooth"), ("autol2_patience", 0),
+                       ("autol2_min_lam", -1.0)):
+        with pytest.raises(ConfigError, match=key):
+            make_config(ENGINE, **{key: value})

@@ -85,6 +85,9 @@ class Config:
     autol2_refractory: float = 0.1  # AutoL2: wait refractory/λ steps (or /(η·λ) epochs) after one
     autol2_refractory_unit: str = "steps"  # "steps" (released code) | "lr_lam_epochs" (its help)
     autol2_every: int = 10  # AutoL2: optimizer steps between measurements (next batch, bare loss)
+    autol2_plateau: str = "paper"  # "paper" (released rule) | "ema" (smoothed, both series stall)
+    autol2_patience: int = 5  # AutoL2 "ema" test: measurements without a new best before a decay
+    autol2_min_lam: float = 0.0  # AutoL2: floor on λ (e.g. λ_pred for the budget); 0: none
     # --- optimizer ---
     optimizer: str = "sgd"  # "sgd" (with momentum/nesterov) | "adam" | "adamw"
     lr: float = 0.1  # η, per optimizer update
@@ -256,6 +259,9 @@ def _validate(flat: dict[str, Any]) -> Config:
     v.number("autol2_refractory", minimum=0.0)
     v.choice("autol2_refractory_unit", ("steps", "lr_lam_epochs"))
     v.integer("autol2_every", minimum=1)
+    v.choice("autol2_plateau", ("paper", "ema"))
+    v.integer("autol2_patience", minimum=1)
+    v.number("autol2_min_lam", minimum=0.0)
     if values["lam_schedule"] == "autol2" and values["lam"] <= 0:
         raise ConfigError("lam_schedule=autol2 starts at lam, which must be > 0 (e.g. 0.1)")
     v.choice("optimizer", OPTIMIZERS)

@@ -35,6 +35,7 @@ from l2dynamics.l2.penalty import L2Penalty
 
 CONVENTIONS = ("coupled", "decoupled", "independent")
 REFRACTORY_UNITS = ("steps", "lr_lam_epochs")
+PLATEAU_TESTS = ("paper", "ema")
 
 
 def decay_param_groups(model: torch.nn.Module, rule: str | Sequence[str] = "weights",
@@ -179,6 +180,20 @@ class AutoL2(WeightDecaySchedule):
       epochs, i.e. ``refractory·steps_per_epoch/(η·λ)`` steps (needs `steps_per_epoch`; η is
       read from the first driven group, or `lr`).
 
+    The plateau test (``plateau``):
+
+    - ``"paper"`` (default): the released code's rule above, on the raw batch measurements;
+    - ``"ema"`` (our variant, not in the paper): exponential moving averages of the loss and the
+      accuracy (coefficient `ema`, ≈ 1/(1 − ema) measurements of memory) and a decay when
+      *neither* average made a new best in the last `patience` measurements. A new best must
+      beat the old one by `min_delta` (relative for the loss, absolute for the accuracy):
+      an average that creeps towards a plateau would otherwise improve forever. The paper's rule
+      reads one noisy batch and decays when either series stalls, which fires early on small
+      batches; this one waits for both smoothed series to stall.
+
+    ``min_lam`` is a floor (e.g. the budget's λ_pred = c·η/(η·T) from
+    :func:`~l2dynamics.studies.predict_lambda`): λ never decays below it.
+
     λ is in the schedule's `convention` (the paper's coupled λ by default). The released code's
     flag ``-L2=0.1`` is λ_c of CE/10 + λ_c‖θ‖², i.e. 2.0 in our units
     (:func:`~l2dynamics.l2.lam_lr_from_autol2_code`); the default ``lam0=0.1`` here is 0.1 in
@@ -188,8 +203,9 @@ class AutoL2(WeightDecaySchedule):
     def __init__(self, optimizer: torch.optim.Optimizer | None = None, lam0: float = 0.1,
                  factor: float = 10.0, refractory: float = 0.1, *,
                  refractory_unit: str = "steps", steps_per_epoch: int | None = None,
-                 lr: float | None = None, min_lam: float = 0.0, convention: str = "coupled",
-                 penalty: L2Penalty | None = None):
+                 lr: float | None = None, min_lam: float = 0.0, plateau: str = "paper",
+                 ema: float = 0.9, patience: int = 5, min_delta: float = 1e-3,
+                 convention: str = "coupled", penalty: L2Penalty | None = None):
         self.factor = _positive("factor", factor)
         if self.factor <= 1:
             raise ConfigError(f"factor must be > 1 (λ is divided by it), got {factor!r}")
@@ -204,6 +220,18 @@ class AutoL2(WeightDecaySchedule):
         self.refractory_unit, self.steps_per_epoch = refractory_unit, steps_per_epoch
         self.fixed_lr = None if lr is None else _positive("lr", lr)
         self.min_lam = _positive("min_lam", min_lam, allow_zero=True)
+        if plateau not in PLATEAU_TESTS:
+            raise ConfigError(f"plateau {plateau!r} is not allowed; use one of "
+                              f"{', '.join(PLATEAU_TESTS)}")
+        if not (isinstance(ema, (int, float)) and not isinstance(ema, bool) and 0 <= ema < 1):
+            raise ConfigError(f"ema must be a number in [0, 1), got {ema!r}")
+        if not (isinstance(patience, int) and not isinstance(patience, bool) and patience >= 1):
+            raise ConfigError(f"patience must be an integer ≥ 1, got {patience!r}")
+        self.plateau, self.ema, self.patience = plateau, float(ema), patience
+        self.min_delta = _positive("min_delta", min_delta, allow_zero=True)
+        self.ema_loss: float | None = None
+        self.ema_acc: float | None = None
+        self.since_best = 0  # ema test: measurements since either average made a new best
         self.measurements = 0
         self.losses: list[float] = []  # the last two measurements
         self.accuracies: list[float] = []
@@ -233,16 +261,13 @@ class AutoL2(WeightDecaySchedule):
         if self.last_decay_step is None:
             self.last_decay_step = step  # the code's idel0 = the start step
         self.measurements += 1
+        if self.plateau == "ema":
+            return self._step_ema(loss, acc, step)
         self.losses = [*self.losses[-1:], loss]
         self.accuracies = [*self.accuracies[-1:], acc]
         if (step > self.last_decay_step + self.refractory_steps() and self.measurements > 2
                 and self.lam > self.min_lam and self._plateau()):
-            old = self.lam
-            self.lam = max(self.lam / self.factor, self.min_lam)
-            self.last_decay_step = step
-            self.events.append({"step": step, "lam_before": old, "lam_after": self.lam,
-                                "train_loss": loss, "train_accuracy": acc})
-            self._apply()
+            self._decay(step, loss, acc)
         elif self.measurements >= 2:
             # the records take the second-to-last measurement, as in the released code
             prev_loss, prev_acc = self.losses[-2], self.accuracies[-2]
@@ -251,6 +276,40 @@ class AutoL2(WeightDecaySchedule):
             self.best_acc = prev_acc if self.best_acc is None else max(prev_acc, self.best_acc)
         if self.convention == "independent":
             self._apply()  # λ/η_t follows the learning rate
+        return self.lam
+
+    def _decay(self, step: int, loss: float, acc: float) -> None:
+        old = self.lam
+        self.lam = max(self.lam / self.factor, self.min_lam)
+        self.last_decay_step = step
+        self.events.append({"step": step, "lam_before": old, "lam_after": self.lam,
+                            "train_loss": loss, "train_accuracy": acc})
+        self._apply()
+
+    def _step_ema(self, loss: float, acc: float, step: int) -> float:
+        """The ``"ema"`` plateau test: smoothed series, both stalled for `patience` steps."""
+        a = self.ema
+        self.ema_loss = loss if self.ema_loss is None else a * self.ema_loss + (1 - a) * loss
+        self.ema_acc = acc if self.ema_acc is None else a * self.ema_acc + (1 - a) * acc
+        tol = self.min_delta
+        improved = (self.best_loss is None or self.ema_loss < self.best_loss * (1 - tol)
+                    or self.ema_acc > self.best_acc + tol)
+        if improved:
+            self.since_best = 0
+            self.best_loss = self.ema_loss if self.best_loss is None else min(self.best_loss,
+                                                                              self.ema_loss)
+            self.best_acc = self.ema_acc if self.best_acc is None else max(self.best_acc,
+                                                                           self.ema_acc)
+        else:
+            self.since_best += 1
+        if (self.since_best >= self.patience and self.lam > self.min_lam
+                and step > self.last_decay_step + self.refractory_steps()):
+            self._decay(step, loss, acc)
+            self.since_best = 0
+            # a new λ starts a new phase: the bests of the old one are not its targets
+            self.best_loss, self.best_acc = self.ema_loss, self.ema_acc
+        if self.convention == "independent":
+            self._apply()
         return self.lam
 
     def _plateau(self) -> bool:

@@ -28,7 +28,9 @@ class AutoL2Callback:
         schedule = AutoL2(penalty=trainer.penalty, lam0=cfg.lam, factor=cfg.autol2_factor,
                           refractory=cfg.autol2_refractory,
                           refractory_unit=cfg.autol2_refractory_unit,
-                          steps_per_epoch=trainer.steps_per_epoch, lr=cfg.lr)
+                          steps_per_epoch=trainer.steps_per_epoch, lr=cfg.lr,
+                          min_lam=cfg.autol2_min_lam, plateau=cfg.autol2_plateau,
+                          patience=cfg.autol2_patience)
         return cls(schedule, cfg.autol2_every)
 
     def measure(self, trainer: Any, step: int) -> None:
