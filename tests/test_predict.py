@@ -87,3 +87,56 @@ def test_cli_predict(tmp_path):
     assert failed.exit_code == 1 and "no prediction" in failed.output
     bad = runner.invoke(app, ["predict", "--budget", "0", *sets])
     assert bad.exit_code == 2 and "budget" in bad.output
+
+
+def test_an_under_fitting_probe_is_stopped_early_and_counted_as_run():
+    # λ = 2 on digits cannot fit the training data; probe_k = 8 would run 40 steps of η·λ = 0.2
+    fast = predict_lambda(BASE, 4000, lam_ref=2.0, probe_k=8.0, seeds=(0,), max_attempts=1)
+    slow = predict_lambda(BASE, 4000, lam_ref=2.0, probe_k=8.0, seeds=(0,), max_attempts=1,
+                          early_stop=False)
+    first, full = fast.attempts[0], slow.attempts[0]
+    assert not first.fits_train[0] and not full.fits_train[0]
+    assert first.steps_done[0] < full.steps_done[0] == full.steps
+    assert fast.probe_steps == first.steps_done[0] < slow.probe_steps
+
+
+def test_underfit_stop_never_stops_a_rising_run():
+    from types import SimpleNamespace
+
+    from l2dynamics.studies.predict import UnderfitStop
+
+    stop = UnderfitStop(lam=1.0, threshold=0.99)
+    trainer = SimpleNamespace(rows=[], request_stop=lambda: pytest.fail("stopped a rising run"))
+    for k in range(1, 200):  # accuracy rising steadily (0.003 per record), physical time k·0.05
+        trainer.rows.append((k, 0.05 * k, "train_acc", 0.3 + 0.003 * k))
+        stop.on_step_end(trainer, k, None)
+    stopped = []
+    flat = SimpleNamespace(rows=[], request_stop=lambda: stopped.append(True))
+    stop = UnderfitStop(lam=1.0, threshold=0.99)
+    for k in range(1, 200):
+        flat.rows.append((k, 0.05 * k, "train_acc", 0.6))
+        stop.on_step_end(flat, k, None)
+        if stopped:
+            break
+    assert stopped and stop.stopped_at == 40  # λ·Φ = 2.0: the first moment it may judge
+
+
+def test_ema_timescale_rule_is_a_fixed_c_eta():
+    from l2dynamics import ema_timescale_lambda
+
+    cfg = make_config(BASE)
+    assert ema_timescale_lambda(cfg, 4000, fraction=0.25) == pytest.approx(1 / (0.25 * 0.1 * 4000))
+    # τ = 1/(ηλ) counts the long-time step η/(1 − μ) under momentum
+    heavy = make_config(BASE, momentum=0.9, lr=0.01)
+    assert ema_timescale_lambda(heavy, 4000) == pytest.approx(ema_timescale_lambda(cfg, 4000))
+    for bad in (0.0, 1.5, math.nan):
+        with pytest.raises(ConfigError, match="fraction"):
+            ema_timescale_lambda(cfg, 4000, fraction=bad)
+
+
+def test_public_api_names():
+    import l2dynamics
+
+    for name in ("predict_lambda", "AutoL2", "StepSchedule", "WeightDecaySchedule",
+                 "decay_param_groups", "ema_timescale_lambda", "LambdaPrediction"):
+        assert hasattr(l2dynamics, name) and name in l2dynamics.__all__

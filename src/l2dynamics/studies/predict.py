@@ -49,6 +49,7 @@ class ProbeAttempt:
     fits_train: list[bool]
     censored: list[bool]
     histories: list[Any] = field(repr=False, default_factory=list)
+    steps_done: list[int] = field(default_factory=list)  # < steps where under-fitting stopped it
 
 
 @dataclass
@@ -74,7 +75,7 @@ class LambdaPrediction:
 def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: float | None = None,
                    probe_k: float = 4.0, seeds: Sequence[int] = (0, 1, 2),
                    estimator: str = "onset", train_threshold: float = 0.99,
-                   step_down: float = 4.0, max_attempts: int = 4,
+                   step_down: float = 4.0, max_attempts: int = 4, early_stop: bool = True,
                    progress: Callable[[str], None] | None = None) -> LambdaPrediction:
     """Predict the best λ for `budget` steps of `config` from short probe runs.
 
@@ -82,7 +83,8 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     A probe runs to ``probe_k/(η·λ_ref)`` steps (λ·η·t = probe_k, past the plateau for the
     c·η ≈ 3 measured on MNIST-1D). If any seed does not reach `train_threshold` training
     accuracy, λ_ref is divided by `step_down` and the probe repeated (at most `max_attempts`);
-    the remaining seeds of a rejected λ are not run.
+    the remaining seeds of a rejected λ are not run, and with `early_stop` a probe that has
+    settled below the threshold is ended early (:class:`UnderfitStop`).
     ``estimator``: "onset" (default: where accuracy plateaus instead of peaking, as with CE,
     it is the only one that finds a time) or "smoothed"/"raw" (the released code's argmax)."""
     cfg = make_config(config)
@@ -103,11 +105,11 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
         steps = max(10, math.ceil(probe_k / (cfg.lr * lam)))
         if progress:
             progress(f"probe λ={lam:.3g}: up to {len(seeds)} seeds × {steps} steps")
-        attempts.append(_probe(cfg, lam, steps, seeds, estimator, train_threshold))
+        attempts.append(_probe(cfg, lam, steps, seeds, estimator, train_threshold, early_stop))
         if all(attempts[-1].fits_train):
             break
         lam /= step_down
-    probe_steps = sum(a.steps * len(a.tstars) for a in attempts)
+    probe_steps = sum(sum(a.steps_done) for a in attempts)
     last = attempts[-1]
     common = {"budget": budget, "probe_steps": probe_steps,
               "compute_fraction": probe_steps / budget, "estimator": estimator,
@@ -135,8 +137,41 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
                             tstar_ref=t_mean, c_eta=c_eta, **common)
 
 
+class UnderfitStop:
+    """Trainer callback that ends a probe once it has visibly settled below the training
+    accuracy it must reach: after λ·Φ ≥ `after` (physical L2 time), when the best training
+    accuracy of the second half of λ·Φ so far is not `min_gain` above the best of the first
+    half and both are below `threshold`. A run still rising by more than `min_gain` per
+    halving is not stopped. Saves part of the cost of a rejected probe λ (that probe then
+    counts only the steps it ran)."""
+
+    def __init__(self, lam: float, threshold: float, *, after: float = 2.0,
+                 min_gain: float = 0.005):
+        self.lam, self.threshold, self.after, self.min_gain = lam, threshold, after, min_gain
+        self.stopped_at: int | None = None
+        self._seen = 0
+
+    def on_step_end(self, trainer: Any, step: int, loss: Any) -> None:
+        rows = [(t, v) for s_, t, name, v in trainer.rows if name == "train_acc"]
+        if len(rows) == self._seen:
+            return
+        self._seen = len(rows)
+        lam_time = [self.lam * t for t, _ in rows]
+        if lam_time[-1] < self.after:
+            return
+        cut = lam_time[-1] / 2.0
+        recent = [v for x, (_, v) in zip(lam_time, rows, strict=True) if x >= cut]
+        before = [v for x, (_, v) in zip(lam_time, rows, strict=True) if x < cut]
+        if not before or not recent:
+            return
+        best = max(max(recent), max(before))
+        if best < self.threshold and max(recent) < max(before) + self.min_gain:
+            self.stopped_at = step
+            trainer.request_stop()
+
+
 def _probe(cfg: Config, lam: float, steps: int, seeds: Sequence[int], estimator: str,
-           train_threshold: float) -> ProbeAttempt:
+           train_threshold: float, early_stop: bool = True) -> ProbeAttempt:
     from l2dynamics.analysis.tstar import censored_tstar
 
     attempt = ProbeAttempt(lam, steps, [], [], [])
@@ -144,7 +179,11 @@ def _probe(cfg: Config, lam: float, steps: int, seeds: Sequence[int], estimator:
         probe = cfg.replace(lam=lam, steps=steps, seed=int(seed), lam_schedule="constant",
                             eval_per_decade=max(cfg.eval_per_decade, 20),
                             name=f"probe λ={lam:.3g} seed={seed}")
-        history = Trainer(probe).run().history
+        momentum = cfg.momentum if cfg.optimizer == "sgd" else 0.0
+        stopper = UnderfitStop(lam / (1.0 - momentum), train_threshold) if early_stop else None
+        result = Trainer(probe, callbacks=[stopper] if stopper else ()).run()
+        history = result.history
+        attempt.steps_done.append(int(result.steps_done))
         if "test_acc" not in history:
             raise ConfigError("predict_lambda needs a classification task (it reads the test "
                               "accuracy)")
@@ -159,3 +198,23 @@ def _probe(cfg: Config, lam: float, steps: int, seeds: Sequence[int], estimator:
         if not attempt.fits_train[-1]:
             break  # one under-fitting seed rejects this λ: spare the other seeds' compute
     return attempt
+
+
+def ema_timescale_lambda(config: Config | dict[str, Any], budget: int, *,
+                         fraction: float = 0.25) -> float:
+    """The zero-cost baseline of Wang & Aitchison (2024): choose λ so that the EMA timescale of
+    the weights, τ = 1/(η·λ) steps (decoupled decay shrinks θ by (1 − η·λ) per step; coupled
+    SGD L2 the same), is a fixed `fraction` of the run. Measured in epochs, τ/E = τ/T, so
+
+        λ = 1 / (fraction · Φ(T)),   Φ(T) = Σ η_t/(1 − μ)   (= 1/(fraction·η·T) at constant η).
+
+    This is the λ_pred = c·η/Φ(T) of :func:`predict_lambda` with c·η *fixed* at 1/fraction
+    instead of measured. Their paper gives a range (τ between one epoch and the whole run),
+    not a fraction; 0.25 (c·η = 4) is our choice, stated wherever the baseline is reported."""
+    cfg = make_config(config)
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ConfigError(f"budget must be an integer number of steps ≥ 1, got {budget!r}")
+    if not (isinstance(fraction, (int, float)) and math.isfinite(fraction)
+            and 0 < fraction <= 1):
+        raise ConfigError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    return 1.0 / (fraction * effective_time(cfg, budget))
