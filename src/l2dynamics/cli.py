@@ -639,18 +639,24 @@ def predict(
                                          "whose probe is 1/20 of the budget)."),
     probe_k: float = typer.Option(4.0, "--probe-k", help="Probe length in λ·η·steps."),
     estimator: str = typer.Option("onset", help="t* estimator: onset | smoothed | raw."),
+    early_stop: bool = typer.Option(True, "--early-stop/--no-early-stop",
+                                    help="End a probe early once it has settled below the "
+                                    "training accuracy it must reach."),
     out_dir: Path | None = typer.Option(None, "--out", help="Write a figure and JSON here."),
 ) -> None:
     """Predict the best λ for a T-step run from short probe runs at a large λ."""
-    from l2dynamics.studies.predict import predict_lambda
+    from l2dynamics.studies.predict import ema_timescale_lambda, predict_lambda
 
     cfg = _build_config(config, overrides, data_dir)
     pred = predict_lambda(cfg, budget, lam_ref=lam_ref, probe_k=probe_k, estimator=estimator,
+                          early_stop=early_stop,
                           seeds=_number_list(seeds, "--seeds", minimum=0, integer=True),
                           progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     for a in pred.attempts:
         ts = ", ".join(f"{t:.0f}" for t in a.tstars)
-        out.print(f"probe λ={a.lam:.3g}: {len(a.tstars)} × {a.steps} steps; t* = {ts}; fits "
+        ran = "/".join(str(n) for n in a.steps_done)
+        out.print(f"probe λ={a.lam:.3g}: {len(a.tstars)} × {a.steps} steps (ran {ran}); t* = "
+                  f"{ts}; fits "
                   f"train: {sum(a.fits_train)}/{len(a.fits_train)}; censored: "
                   f"{sum(a.censored)}", highlight=False)
     cost = f"probe compute {pred.probe_steps} steps = {pred.compute_fraction:.2f} of one run"
@@ -661,6 +667,8 @@ def predict(
                   highlight=False)
     else:
         err.print(Text(f"no prediction: {pred.message}; {cost}"), soft_wrap=True)
+    out.print(f"for comparison, the zero-cost EMA-timescale rule (τ = T/4) gives λ = "
+              f"{ema_timescale_lambda(cfg, budget):.3g}", highlight=False)
     if out_dir is not None:
         from dataclasses import asdict
 
@@ -674,6 +682,55 @@ def predict(
         out.print(f"figure: {plot_prediction(pred, out_dir / 'prediction.png')}")
     if not pred.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def tune(
+    config: Path | None = typer.Argument(None, help="Run config (YAML/JSON) of the full run."),
+    budget: int = typer.Option(..., "--budget", help="Steps of every full run, T."),
+    grid: str = typer.Option("1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,1e-1",
+                             help="λ grid (λ = 0 is added)."),
+    overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE overrides."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where dataset files live."),
+    seeds: str = typer.Option("0,1,2", help="Seeds of every method."),
+    store: Path = typer.Option(Path("runs/tune.sqlite"), help="Run store (resumable)."),
+    workers: int = typer.Option(1, "-j", "--workers", help="Parallel training processes."),
+    optuna: bool = typer.Option(True, "--optuna/--no-optuna", help="Also run Optuna TPE."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write a figure and JSON here."),
+) -> None:
+    """Compare ways of choosing λ for a T-step budget on one config: grid search, the
+    one-short-run prediction, Optuna, the EMA-timescale rule and AutoL2 variants."""
+    from l2dynamics.studies.tuning import TuningTask, format_result, run_tuning_task
+
+    cfg = _build_config(config, overrides, data_dir)
+    if budget < 1:
+        raise ConfigError(f"--budget must be ≥ 1 step, got {budget}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+    lams = _number_list(grid, "--grid", minimum=0.0)
+    if not [x for x in lams if x > 0]:
+        raise ConfigError("--grid must hold at least one λ > 0")
+    if optuna:
+        try:
+            import optuna as _  # noqa: F401
+        except ImportError:
+            raise ConfigError("--optuna needs the optuna package (pip install optuna), or "
+                              "pass --no-optuna") from None
+    base = {k: v for k, v in cfg.to_dict().items() if k not in ("lam", "seed", "steps")}
+    task = TuningTask(config.stem if config else "config", base, budget,
+                      grid=[x for x in lams if x > 0],
+                      seeds=_number_list(seeds, "--seeds", minimum=0, integer=True))
+    res = run_tuning_task(task, store, workers=workers, use_optuna=optuna,
+                          cache_dir=store.parent / "tuning_cache",
+                          log=lambda msg: err.print(f"[dim]{msg}[/]"))
+    out.print(format_result(res), highlight=False)
+    if out_dir is not None:
+        from l2dynamics.report.figures import plot_tuning
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "tuning.json").write_text(json.dumps(res, indent=1, default=float))
+        out.print(f"figure: {plot_tuning(res, out_dir / 'tuning.png')}")
 
 
 def main() -> None:

@@ -31,30 +31,35 @@ def load_digits(
     data_dir: Path,
     download: bool,
     test_fraction: float = 0.3,
+    image: bool = False,
 ) -> Dataset:
     """sklearn's 8x8 digits (1797 images, 10 classes), pixels scaled from 0..16 to [0, 1].
 
     Split train/test with ``test_fraction`` of the examples in test, stratified by class and
-    shuffled by ``seed``. Inputs are flat vectors of 64 pixels.
+    shuffled by ``seed``. Inputs are flat vectors of 64 pixels, or 1×8×8 images with
+    ``image=True`` (for the convolutional models).
     """
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
 
     if not _is_real(test_fraction) or not 0 < test_fraction < 1:
         raise ConfigError(f"digits: test_fraction must be in (0, 1); got {test_fraction!r}")
+    if not isinstance(image, bool):
+        raise ConfigError(f"digits: image must be true or false; got {image!r}")
     x, y = sk_load_digits(return_X_y=True)
+    shape = (1, 8, 8) if image else (64,)
     x_tr, x_te, y_tr, y_te = train_test_split(
         x / 16.0, y, test_size=test_fraction, stratify=y, random_state=seed
     )
     return Dataset(
         "digits",
-        _t(x_tr),
+        _t(x_tr).reshape(-1, *shape),
         _t(y_tr, torch.long),
-        _t(x_te),
+        _t(x_te).reshape(-1, *shape),
         _t(y_te, torch.long),
         num_outputs=10,
         task="classification",
-        input_shape=(64,),
+        input_shape=shape,
         info={
             "source": "sklearn.datasets.load_digits",
             "pixel_max_raw": 16,

@@ -172,3 +172,51 @@ def plot_prediction(prediction, path: str | Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_tuning(result: Mapping, path: str | Path) -> Path:
+    """One tuning-benchmark task: (left) final test accuracy against λ for the grid (mean ± SE
+    over seeds; λ = 0 as a dashed line) with the λ each method chose; (right) test accuracy
+    against step for the best constant λ and each AutoL2 variant (seed mean), with the target
+    (the best constant's mean final accuracy)."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
+    table = [row for row in result["methods"][0]["table"] if row["lam"] > 0]
+    lams = [row["lam"] for row in table]
+    ax.errorbar(lams, [row["mean"] for row in table], yerr=[row["se"] for row in table],
+                fmt="o-", color="k", ms=4, capsize=2, label="grid (mean ± SE)")
+    ax.axhline(result["lam0_final"], color="k", ls="--", lw=0.8, label="λ = 0")
+    markers = {"prediction λ_pred (": ("tab:orange", "^"), "prediction": ("tab:red", "v"),
+               "EMA": ("tab:green", "s"), "Optuna": ("tab:purple", "D")}
+    for method in result["methods"][1:]:
+        for key, (color, marker) in markers.items():
+            if method["name"].startswith(key):
+                ax.scatter(method["lams"], method["finals"], color=color, marker=marker, s=30,
+                           zorder=3, label=f"{method['name']}: {method['mean']:.4f}")
+                if key.startswith("prediction") and method.get("interval"):
+                    ax.axvspan(*method["interval"], color=color, alpha=0.12)
+                break
+    ax.set(xscale="log", xlabel="λ", ylabel=f"test accuracy at T = {result['budget']}",
+           title=f"{result['task']}: choosing a constant λ")
+    ax.grid(alpha=0.3, which="both", lw=0.5)
+    ax.legend(fontsize=7)
+
+    def mean_curve(curves: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        steps = np.asarray(curves[0]["steps"])
+        acc = [np.interp(steps, c["steps"], c["acc"]) for c in curves]
+        return steps, np.mean(acc, axis=0)
+
+    steps, acc = mean_curve(result["const_curves"])
+    bx.plot(steps[1:], acc[1:], color="k", lw=1.5, label=f"constant λ = {result['best_lam']:.3g}")
+    colors = plt.cm.tab10(np.arange(10))
+    autol2 = [m for m in result["methods"] if m["name"].startswith("autol2")]
+    for method, color in zip(autol2, colors, strict=False):
+        steps, acc = mean_curve(method["curves"])
+        bx.plot(steps[1:], acc[1:], color=color, lw=1, label=method["name"])
+    bx.axhline(result["target"], color="gray", ls=":", lw=0.8, label="target")
+    bx.set(xscale="log", xlabel="step", ylabel="test accuracy (seed mean)",
+           title="AutoL2 vs the best constant λ", ylim=(max(0.0, result["target"] - 0.25),
+                                                       result["target"] + 0.05))
+    bx.grid(alpha=0.3, which="both", lw=0.5)
+    bx.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,386 @@
+"""Choosing λ for a fixed budget: grid search vs the one-short-run prediction, Optuna, the
+EMA-timescale rule, and AutoL2 — the comparison a user needs before trusting any of them.
+
+For one :class:`TuningTask` (a base config, a budget of T optimizer steps, a λ grid, seeds):
+
+- **grid**: full T-step runs at λ = 0 and every grid λ, every seed. The target is the grid's
+  best mean *final* test accuracy (at step T; test accuracy stands in for a validation set,
+  which favours the grid and Optuna, not the predictor).
+- **prediction** (:func:`~l2dynamics.studies.predict.predict_lambda`): probes, then full runs at
+  λ_pred. Its compute is the probe steps; a user also pays one final run.
+- **EMA rule** (:func:`~l2dynamics.studies.predict.ema_timescale_lambda`): zero-cost λ.
+- **Optuna TPE**, per seed, with as many full runs as the prediction cost (probe + one run,
+  rounded, at least one), λ log-uniform over the grid's range.
+- **AutoL2 variants** (:data:`AUTOL2_VARIANTS`): final accuracy, and the steps needed to reach
+  the best constant λ's mean final accuracy, against the steps the best constant needs.
+
+Compute is counted in optimizer steps of the same model (probe steps included as run).
+Every run goes through the one training loop and the store, so an interrupted benchmark
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from l2dynamics.config import Config, make_config
+from l2dynamics.studies.predict import (
+    LambdaPrediction,
+    effective_time,
+    ema_timescale_lambda,
+    predict_lambda,
+)
+
+# name → predict_lambda options; the first is the default predictor (its cost sets Optuna's
+# budget, its λ_pred the AutoL2 floor and the Φ check)
+PREDICTORS: dict[str, dict[str, Any]] = {
+    "prediction λ_pred": {},
+    "prediction λ_pred (probe_k=8)": {"probe_k": 8.0},
+}
+
+# name → config overrides (λ₀ = 0.1, the paper's; `floor` is filled with λ_pred when known)
+AUTOL2_VARIANTS: dict[str, dict[str, Any]] = {
+    "autol2 paper (refractory in steps)": {"autol2_refractory_unit": "steps"},
+    "autol2 paper (refractory in η·λ epochs)": {"autol2_refractory_unit": "lr_lam_epochs"},
+    "autol2 ema plateau (ours)": {"autol2_plateau": "ema"},
+    "autol2 paper + floor λ_pred (ours)": {"autol2_refractory_unit": "steps", "floor": True},
+}
+
+
+@dataclass
+class TuningTask:
+    """A base config (flat keys), a budget T in optimizer steps, a λ grid (λ = 0 is added)."""
+
+    name: str
+    base: dict[str, Any]
+    budget: int
+    grid: Sequence[float]
+    seeds: Sequence[int] = (0, 1, 2)
+    evals: int = 30  # evaluations spread evenly over the run (plus the log clock)
+    description: str = ""
+
+    def config(self, lam: float = 0.0, seed: int = 0, **changes: Any) -> Config:
+        return make_config(self.base, lam=lam, seed=seed, steps=self.budget,
+                           eval_every=max(1, self.budget // self.evals), **changes)
+
+    @property
+    def lams(self) -> list[float]:
+        return [0.0, *sorted(float(x) for x in self.grid)]
+
+
+@dataclass
+class MethodResult:
+    """Final test accuracies of one method (one per seed) and what choosing λ cost."""
+
+    name: str
+    lams: list[float]
+    finals: list[float]
+    select_steps: float  # optimizer steps spent choosing λ (not counting the final run)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.finals)) if self.finals else math.nan
+
+    @property
+    def se(self) -> float:
+        n = len(self.finals)
+        return float(np.std(self.finals, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "lams": self.lams, "finals": self.finals, "mean": self.mean,
+                "se": self.se, "select_steps": self.select_steps, **self.extra}
+
+
+class _Runner:
+    """Trains configs through the store (resumable), reads back final accuracy and curves."""
+
+    def __init__(self, store_path: str | Path, workers: int,
+                 log: Callable[[str], None]):
+        self.store_path, self.workers, self.log = Path(store_path), workers, log
+
+    def run(self, configs: Sequence[Config]) -> list[dict[str, Any]]:
+        from l2dynamics.store import RunStore
+        from l2dynamics.sweep.local import canonical, completed_runs, run_sweep
+
+        start = time.perf_counter()
+        result = run_sweep(None, self.store_path, configs=list(configs), workers=self.workers)
+        if result.failed:
+            raise RuntimeError(f"{result.failed} benchmark runs failed: {result.errors[:2]}")
+        with RunStore(self.store_path) as store:
+            done = completed_runs(store)
+            ids = [done[canonical(c)] for c in configs]
+            series = store.series(ids, names=["test_acc"])
+            status = {r["id"]: r["status"] for r in store.list_runs(ids=ids)}
+        self.log(f"  {len(configs)} runs ready ({time.perf_counter() - start:.0f} s)")
+        out = []
+        for cfg, run_id in zip(configs, ids, strict=True):
+            s = series[series["run_id"] == run_id].sort_values("step")
+            steps, acc = s["step"].to_numpy(int), s["value"].to_numpy(float)
+            final = float(acc[-1]) if status[run_id] == "finished" and len(acc) else 0.0
+            out.append({"lam": cfg.lam, "seed": cfg.seed, "final": final, "steps": steps,
+                        "acc": acc, "status": status[run_id], "run_id": run_id})
+        return out
+
+
+def steps_to_reach(steps: np.ndarray, acc: np.ndarray, target: float) -> float:
+    """First evaluated step whose test accuracy is ≥ `target` (NaN if never)."""
+    hit = np.nonzero(np.asarray(acc) >= target)[0]
+    return float(np.asarray(steps)[hit[0]]) if hit.size else math.nan
+
+
+def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 2,
+                    use_optuna: bool = True, autol2_variants: dict[str, dict] | None = None,
+                    predictors: dict[str, dict] | None = None,
+                    ema_fraction: float = 0.25, cache_dir: str | Path | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every method of the module docstring on `task`; a JSON-ready dict of the results."""
+    runner = _Runner(store_path, workers, log)
+    T, seeds = task.budget, list(task.seeds)
+    variants = AUTOL2_VARIANTS if autol2_variants is None else autol2_variants
+
+    log(f"[{task.name}] grid: {len(task.lams)} λ × {len(seeds)} seeds × {T} steps")
+    grid_runs = runner.run([task.config(lam, s) for lam in task.lams for s in seeds])
+    by_lam: dict[float, list[dict]] = {}
+    for r in grid_runs:
+        by_lam.setdefault(r["lam"], []).append(r)
+    grid_rows = []
+    for lam, runs in by_lam.items():
+        finals = [r["final"] for r in runs]
+        grid_rows.append({"lam": lam, "finals": finals, "mean": float(np.mean(finals)),
+                          "se": float(np.std(finals, ddof=1) / math.sqrt(len(finals)))
+                          if len(finals) > 1 else math.nan})
+    best = max(grid_rows, key=lambda row: row["mean"])
+    zero = by_lam[0.0]
+    grid_steps_per_seed = len(task.lams) * T
+    grid = MethodResult("grid best", [best["lam"]] * len(seeds), best["finals"],
+                        select_steps=grid_steps_per_seed * len(seeds),
+                        extra={"table": grid_rows, "steps_per_seed": grid_steps_per_seed})
+    methods: list[MethodResult] = [grid]
+
+    predictions = {}
+    for pname, options in (PREDICTORS if predictors is None else predictors).items():
+        log(f"[{task.name}] {pname}: short probes")
+        pred, info = _cached_prediction(task, cache_dir, log, **options)
+        predictions[pname] = info
+        if pred.ok:
+            runs = runner.run([task.config(pred.lam, s) for s in seeds])
+            methods.append(MethodResult(pname, [pred.lam] * len(seeds),
+                                        [r["final"] for r in runs], pred.probe_steps,
+                                        extra={"interval": [pred.lam_low, pred.lam_high],
+                                               "options": options}))
+    first = next(iter(predictions))
+    prediction, pred_info = _cached_prediction(task, cache_dir, log,
+                                               **(PREDICTORS if predictors is None
+                                                  else predictors)[first])
+
+    lam_ema = ema_timescale_lambda(task.config(), T, fraction=ema_fraction)
+    log(f"[{task.name}] EMA-timescale rule: λ = {lam_ema:.3g}")
+    runs = runner.run([task.config(lam_ema, s) for s in seeds])
+    methods.append(MethodResult(f"EMA rule (τ = {ema_fraction:g}·run)", [lam_ema] * len(seeds),
+                                [r["final"] for r in runs], 0.0))
+
+    if use_optuna:
+        n_trials = max(1, round((prediction.probe_steps + T) / T))
+        log(f"[{task.name}] Optuna TPE: {n_trials} full runs per seed (the prediction's cost)")
+        methods.append(_optuna(task, runner, n_trials))
+
+    target = best["mean"]
+    const_reach = [steps_to_reach(r["steps"], r["acc"], target) for r in by_lam[best["lam"]]]
+    autol2 = []
+    for name, overrides in variants.items():
+        overrides = dict(overrides)
+        if overrides.pop("floor", False):
+            if not prediction.ok:
+                continue
+            overrides["autol2_min_lam"] = prediction.lam
+        log(f"[{task.name}] {name}")
+        cfgs = [task.config(0.1, s, lam_schedule="autol2", **overrides) for s in seeds]
+        runs = runner.run(cfgs)
+        reach = [steps_to_reach(r["steps"], r["acc"], target) for r in runs]
+        decays = _decays(store_path, [r["run_id"] for r in runs])
+        result = MethodResult(name, [d[-1] if d else 0.1 for d in decays],
+                              [r["final"] for r in runs], 0.0,
+                              extra={"steps_to_target": reach, "decay_lams": decays,
+                                     "curves": _curves(runs)})
+        autol2.append(result)
+        methods.append(result)
+    return {
+        "task": task.name, "description": task.description, "budget": T, "seeds": seeds,
+        "base": task.base, "grid_lams": task.lams,
+        "target": target, "best_lam": best["lam"], "lam0_final": float(np.mean(
+            [r["final"] for r in zero])),
+        "const_steps_to_target": const_reach,
+        "const_curves": _curves(by_lam[best["lam"]]),
+        "prediction": pred_info, "predictions": predictions, "lam_ema": lam_ema,
+        "ema_fraction": ema_fraction,
+        "methods": [m.to_dict() for m in methods],
+    }
+
+
+def _curves(runs: Sequence[dict]) -> list[dict[str, list]]:
+    return [{"steps": r["steps"].tolist(), "acc": r["acc"].tolist()} for r in runs]
+
+
+def _decays(store_path: str | Path, ids: Sequence[int]) -> list[list[float]]:
+    """λ after each decay of each AutoL2 run (from the stored summary)."""
+    from l2dynamics.store import RunStore
+
+    with RunStore(store_path) as store:
+        out = []
+        for rec in store.list_runs(ids=list(ids)):
+            events = (rec.get("summary") or {}).get("lam_decays") or []
+            out.append([float(e["lam_after"]) for e in events])
+    return out
+
+
+def _optuna(task: TuningTask, runner: _Runner, n_trials: int) -> MethodResult:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    low, high = min(task.grid), max(task.grid)
+    finals, lams, all_trials = [], [], []
+    for seed in task.seeds:
+        study = optuna.create_study(direction="maximize",
+                                    sampler=optuna.samplers.TPESampler(seed=int(seed)))
+
+        def objective(trial: Any, seed: int = int(seed)) -> float:
+            lam = trial.suggest_float("lam", low, high, log=True)
+            return runner.run([task.config(lam, seed)])[0]["final"]
+
+        study.optimize(objective, n_trials=n_trials)
+        finals.append(float(study.best_value))
+        lams.append(float(study.best_params["lam"]))
+        all_trials.append([float(t.params["lam"]) for t in study.trials])
+    return MethodResult(f"Optuna TPE ({n_trials} runs)", lams, finals,
+                        select_steps=n_trials * task.budget * len(task.seeds),
+                        extra={"n_trials": n_trials, "trial_lams": all_trials,
+                               "note": "best trial's test accuracy (selection on test)"})
+
+
+def _cached_prediction(task: TuningTask, cache_dir: str | Path | None,
+                       log: Callable[[str], None], **options: Any
+                       ) -> tuple[LambdaPrediction, dict[str, Any]]:
+    """predict_lambda for the task and its JSON form, cached (the probes take minutes)."""
+    suffix = "".join(f"_{k}{v:g}" for k, v in sorted(options.items()))
+    path = Path(cache_dir) / f"{task.name}_prediction{suffix}.json" if cache_dir else None
+    key = json.dumps({"base": task.base, "budget": task.budget, "seeds": list(task.seeds),
+                      **options}, sort_keys=True)
+    if path is not None and path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("key") == key:
+            info = data["prediction"]
+            fields_ = {k: v for k, v in info.items() if k != "attempt_table"}
+            return LambdaPrediction(**fields_, attempts=[]), info
+    pred = predict_lambda(task.config(), task.budget, seeds=task.seeds, progress=log, **options)
+    info = _prediction_dict(pred)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "prediction": info}))
+        tmp.replace(path)
+    return pred, info
+
+
+def _prediction_dict(pred: LambdaPrediction) -> dict[str, Any]:
+    table = [{"lam": a.lam, "steps": a.steps, "steps_done": a.steps_done, "tstars": a.tstars,
+              "fits_train": a.fits_train, "censored": a.censored} for a in pred.attempts]
+    return {"ok": pred.ok, "lam": pred.lam, "lam_low": pred.lam_low, "lam_high": pred.lam_high,
+            "lam_ref": pred.lam_ref, "tstar_ref": pred.tstar_ref, "c_eta": pred.c_eta,
+            "budget": pred.budget, "probe_steps": pred.probe_steps,
+            "compute_fraction": pred.compute_fraction, "estimator": pred.estimator,
+            "message": pred.message, "attempt_table": table}
+
+
+def run_phi_experiment(task: TuningTask, prediction: dict[str, Any], store_path: str | Path, *,
+                       reference_best: float, workers: int = 2,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Does Φ's handling of momentum and LR schedules matter the way
+    :func:`~l2dynamics.studies.predict.effective_time` claims?
+
+    The probe's c·η (measured at μ = 0, constant η) is carried to two other full runs of the
+    same budget: heavy-ball μ = 0.9 with η/10 (same long-time step η/(1 − μ)), and a cosine
+    learning-rate schedule. Φ says the best λ moves by Φ_ref(T)/Φ_case(T) (×1 for the momentum
+    run, ×2 for cosine, whose Φ is half); the released code's c/(η·T), with η the run's base
+    learning rate, says ×10 and ×1. Each case gets its own grid (the task's, every seed), so
+    its best λ is measured, and full runs at both predicted λ."""
+    c_eta, T = prediction["c_eta"], task.budget
+    base = task.config()
+    cases = {"momentum 0.9, η/10": {"momentum": 0.9, "lr": base.lr / 10},
+             "cosine learning rate": {"lr_schedule": "cosine"}}
+    runner = _Runner(store_path, workers, log)
+    out = []
+    for name, change in cases.items():
+        cfg = task.config(**change)
+        shift_phi = effective_time(base, T) / effective_time(cfg, T)
+        shift_naive = base.lr / cfg.lr
+        lam_phi, lam_naive = c_eta / effective_time(cfg, T), c_eta / (cfg.lr * T)
+        log(f"[{task.name}] Φ check, {name}: grid, λ_Φ = {lam_phi:.3g}, naive {lam_naive:.3g}")
+        lams = [*task.lams, lam_phi, lam_naive]
+        runs = runner.run([task.config(lam, s, **change) for lam in lams for s in task.seeds])
+        table: dict[float, list[float]] = {}
+        for r in runs:
+            table.setdefault(r["lam"], []).append(r["final"])
+
+        def row(lam: float, table: dict = table) -> dict[str, Any]:
+            finals = table[lam]
+            return {"lam": lam, "finals": finals, "mean": float(np.mean(finals)),
+                    "se": float(np.std(finals, ddof=1) / math.sqrt(len(finals)))}
+
+        grid_rows = [row(lam) for lam in task.lams]
+        best = max(grid_rows, key=lambda r: r["mean"])
+        out.append({"case": name, "change": change, "phi": row(lam_phi),
+                    "naive": row(lam_naive), "grid": grid_rows, "best_lam": best["lam"],
+                    "best_mean": best["mean"], "measured_shift": (best["lam"] / reference_best
+                                       if reference_best > 0 and best["lam"] > 0 else math.nan),
+                    "shift_phi": shift_phi, "shift_naive": shift_naive})
+    return {"task": task.name, "c_eta": c_eta, "budget": T, "reference_best": reference_best,
+            "cases": out}
+
+
+def _geo_mean(lams: Sequence[float]) -> str:
+    positive = [x for x in lams if x > 0]
+    return f"{math.exp(np.mean(np.log(positive))):.3g}" if positive else "0"
+
+
+def format_result(res: dict[str, Any]) -> str:
+    """A plain-text table of one task's result (what the CLI and the benchmark print)."""
+    grid = res["methods"][0]
+    lines = [f"{res['task']}: T = {res['budget']} steps, seeds {res['seeds']}; grid best "
+             f"λ = {res['best_lam']:.3g} ({grid['mean']:.4f}); λ = 0 gives "
+             f"{res['lam0_final']:.4f}"]
+    pred = res["prediction"]
+    if pred["ok"]:
+        lines.append(f"  λ_pred = {pred['lam']:.3g} [{pred['lam_low']:.3g}, "
+                     f"{pred['lam_high']:.3g}] from λ_ref = {pred['lam_ref']:.3g}, c·η = "
+                     f"{pred['c_eta']:.3g}; probe {pred['probe_steps']} steps = "
+                     f"{pred['compute_fraction']:.2f} runs")
+    else:
+        lines.append(f"  no prediction: {pred['message']}")
+    lines.append(f"  {'method':<42} {'λ (geo. mean)':>13} {'final test acc':>16} "
+                 f"{'gap (pts)':>9} {'select/grid':>11}")
+    for m in res["methods"]:
+        gap = 100 * (grid["mean"] - m["mean"])
+        ratio = m["select_steps"] / grid["select_steps"]
+        lines.append(f"  {m['name']:<42} {_geo_mean(m['lams']):>13} {m['mean']:.4f} ± "
+                     f"{m['se']:.4f} {gap:>9.2f} {ratio:>11.3f}")
+    const = [x for x in res["const_steps_to_target"] if math.isfinite(x)]
+    const_median = float(np.median(const)) if const else math.nan
+    lines.append(f"  steps to reach the target {res['target']:.4f} (best constant's mean final "
+                 f"accuracy); best constant: {res['const_steps_to_target']}")
+    for m in res["methods"]:
+        if "steps_to_target" in m:
+            reached = [x for x in m["steps_to_target"] if math.isfinite(x)]
+            ratio = (float(np.median(reached)) / const_median
+                     if reached and math.isfinite(const_median) else math.nan)
+            lines.append(f"    {m['name']:<42} {m['steps_to_target']} "
+                         f"(median/constant's: {ratio:.2f}; final λ {m['lams']})")
+    return "\n".join(lines)
