@@ -140,3 +140,15 @@ def test_public_api_names():
     for name in ("predict_lambda", "AutoL2", "StepSchedule", "WeightDecaySchedule",
                  "decay_param_groups", "ema_timescale_lambda", "LambdaPrediction"):
         assert hasattr(l2dynamics, name) and name in l2dynamics.__all__
+
+
+def test_a_step_down_longer_than_the_budget_is_not_run():
+    # λ = 2 under-fits; the step-down to 0.2 would need 1/(0.1·0.2) = 50 steps > 40
+    pred = predict_lambda(BASE, 40, lam_ref=2.0, probe_k=1.0, seeds=(0,), step_down=10.0)
+    assert not pred.ok and len(pred.attempts) == 1
+    assert "shorter than 40 steps" in pred.message and "short grid" in pred.message
+    wider = predict_lambda(BASE, 40, lam_ref=2.0, probe_k=1.0, seeds=(0,), step_down=10.0,
+                           max_probe_steps=60, max_attempts=2)
+    assert len(wider.attempts) == 2
+    with pytest.raises(ConfigError, match="max_probe_steps"):
+        predict_lambda(BASE, 40, max_probe_steps=0)

@@ -642,6 +642,9 @@ def predict(
     early_stop: bool = typer.Option(True, "--early-stop/--no-early-stop",
                                     help="End a probe early once it has settled below the "
                                     "training accuracy it must reach."),
+    max_probe_steps: int | None = typer.Option(None, "--max-probe-steps",
+                                               help="Longest step-down probe per seed "
+                                               "(default: the budget)."),
     out_dir: Path | None = typer.Option(None, "--out", help="Write a figure and JSON here."),
 ) -> None:
     """Predict the best λ for a T-step run from short probe runs at a large λ."""
@@ -649,7 +652,7 @@ def predict(
 
     cfg = _build_config(config, overrides, data_dir)
     pred = predict_lambda(cfg, budget, lam_ref=lam_ref, probe_k=probe_k, estimator=estimator,
-                          early_stop=early_stop,
+                          early_stop=early_stop, max_probe_steps=max_probe_steps,
                           seeds=_number_list(seeds, "--seeds", minimum=0, integer=True),
                           progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     for a in pred.attempts:

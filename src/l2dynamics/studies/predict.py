@@ -76,6 +76,7 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
                    probe_k: float = 4.0, seeds: Sequence[int] = (0, 1, 2),
                    estimator: str = "onset", train_threshold: float = 0.99,
                    step_down: float = 4.0, max_attempts: int = 4, early_stop: bool = True,
+                   max_probe_steps: int | None = None,
                    progress: Callable[[str], None] | None = None) -> LambdaPrediction:
     """Predict the best λ for `budget` steps of `config` from short probe runs.
 
@@ -84,7 +85,9 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     c·η ≈ 3 measured on MNIST-1D). If any seed does not reach `train_threshold` training
     accuracy, λ_ref is divided by `step_down` and the probe repeated (at most `max_attempts`);
     the remaining seeds of a rejected λ are not run, and with `early_stop` a probe that has
-    settled below the threshold is ended early (:class:`UnderfitStop`).
+    settled below the threshold is ended early (:class:`UnderfitStop`). A step-down whose probe
+    would be longer than `max_probe_steps` per seed (default: the budget) is not run: the
+    prediction then fails, saying that the best λ lies near the fitting limit.
     ``estimator``: "onset" (default: where accuracy plateaus instead of peaking, as with CE,
     it is the only one that finds a time) or "smoothed"/"raw" (the released code's argmax)."""
     cfg = make_config(config)
@@ -100,9 +103,16 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     lam = lam_ref if lam_ref is not None else 20.0 * probe_k / (cfg.lr * budget)
     if not (math.isfinite(lam) and lam > 0):
         raise ConfigError(f"lam_ref must be a finite number > 0, got {lam!r}")
+    cap = budget if max_probe_steps is None else max_probe_steps
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ConfigError(f"max_probe_steps must be an integer ≥ 1, got {max_probe_steps!r}")
     attempts: list[ProbeAttempt] = []
+    capped = False
     for _ in range(max_attempts):
         steps = max(10, math.ceil(probe_k / (cfg.lr * lam)))
+        if attempts and steps > cap:
+            capped = True  # a step-down whose probe outlasts the cap: not worth running
+            break
         if progress:
             progress(f"probe λ={lam:.3g}: up to {len(seeds)} seeds × {steps} steps")
         attempts.append(_probe(cfg, lam, steps, seeds, estimator, train_threshold, early_stop))
@@ -115,6 +125,13 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
               "compute_fraction": probe_steps / budget, "estimator": estimator,
               "attempts": attempts, "lam_ref": last.lam}
     nan = math.nan
+    if not all(last.fits_train) and capped:
+        return LambdaPrediction(False, nan, nan, nan, tstar_ref=nan, c_eta=nan, **common,
+                                message=f"the probe under-fits at every λ whose probe is "
+                                f"shorter than {cap} steps (down to {last.lam:.3g}): the best "
+                                f"λ for this budget is near the largest λ that fits the "
+                                f"training data, so a probe would cost more than the run; "
+                                f"try a short grid just below {last.lam:.3g} instead")
     if not all(last.fits_train):
         return LambdaPrediction(False, nan, nan, nan, tstar_ref=nan, c_eta=nan, **common,
                                 message=f"the probe under-fits at every λ tried (down to "
