@@ -94,12 +94,16 @@ def main() -> None:
         plot_tuning(res, Path(args.figures) / f"{name}.png")
         if name in ("mnist1d_mlp", "quick") and res["prediction"]["ok"]:
             phi = run_phi_experiment(task, res["prediction"], args.store,
-                                     reference_best=res["best_lam"], workers=args.workers,
+                                     reference_best=res["best_lam"],
+                                     reference_rows=res["methods"][0]["table"],
+                                     workers=args.workers,
                                      log=lambda m: print(m, flush=True))
             for case in phi["cases"]:
                 print(f"  Φ check {case['case']}: best λ {case['best_lam']:.3g} "
                       f"({case['best_mean']:.4f}), ×{case['measured_shift']:.2f} the reference's"
                       f" (Φ says ×{case['shift_phi']:.2f}, naive ×{case['shift_naive']:.2f}); "
+                      f"rising side of the curve shifted ×{case['curve_shift']:.2f} (RMS gap by "
+                      f"shift: {case['curve_shift_rms']}); "
                       f"at λ_Φ={case['phi']['lam']:.3g}: {case['phi']['mean']:.4f} ± "
                       f"{case['phi']['se']:.4f}; at naive λ={case['naive']['lam']:.3g}: "
                       f"{case['naive']['mean']:.4f} ± {case['naive']['se']:.4f}")

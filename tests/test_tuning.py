@@ -12,6 +12,17 @@ TASK = TuningTask("tiny", {"dataset": "digits", "n_train": 300, "model": "fc", "
                   budget=150, grid=(0.01, 0.1), seeds=(0, 1), evals=5)
 
 
+def test_curve_shift_finds_a_known_shift():
+    from l2dynamics.studies.tuning import curve_shift_rms
+
+    lams = [1e-4 * 2 ** k for k in range(10)]
+    ref = [{"lam": lam, "mean": math.log(lam)} for lam in lams]
+    case = [{"lam": lam, "mean": math.log(lam / 2)} for lam in lams]  # the same curve at 2×λ
+    rms = curve_shift_rms(ref, case, 1e-4, 4e-3)
+    assert min(rms, key=rms.get) == 2.0 and rms[2.0] == pytest.approx(0.0, abs=1e-12)
+    assert rms[1.0] == pytest.approx(math.log(2))
+
+
 def test_steps_to_reach():
     steps, acc = np.array([0, 10, 20, 40]), np.array([0.1, 0.5, 0.7, 0.6])
     assert steps_to_reach(steps, acc, 0.5) == 10
@@ -72,7 +83,7 @@ def test_every_method_runs_and_is_accounted(tmp_path):
     assert cosine["shift_phi"] == pytest.approx(2.0, rel=0.01)
     assert cosine["shift_naive"] == pytest.approx(1.0)
     assert momentum["phi"]["lam"] == pytest.approx(3.0 / (0.1 * 150))
-    assert [row["lam"] for row in momentum["grid"]] == TASK.lams
+    assert [row["lam"] for row in momentum["grid"]] == [*TASK.lams, 0.2, 0.4]
     if momentum["best_lam"] > 0 and res["best_lam"] > 0:
         assert momentum["measured_shift"] == pytest.approx(momentum["best_lam"]
                                                            / res["best_lam"])

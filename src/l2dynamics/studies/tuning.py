@@ -300,8 +300,34 @@ def _prediction_dict(pred: LambdaPrediction) -> dict[str, Any]:
             "message": pred.message, "attempt_table": table}
 
 
+SHIFTS = (0.5, 1.0, 2 ** 0.5, 2.0, 2 ** 1.5, 4.0, 10.0)
+
+
+def curve_shift_rms(reference: Sequence[dict], case: Sequence[dict], lam_low: float,
+                    lam_high: float, shifts: Sequence[float] = SHIFTS) -> dict[float, float]:
+    """How far the case's accuracy-vs-λ curve is from the reference's moved right by s: the
+    RMS over 11 log-spaced λ in [lam_low, lam_high] of acc_case(s·λ) − acc_ref(λ), both
+    interpolated in log λ (rows: {"lam", "mean"}; λ = 0 ignored; s·λ beyond the case's grid
+    is left out). The s with the smallest RMS is the measured shift of the whole curve, less
+    noisy than a ratio of two argmaxes."""
+    def xy(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+        rows = sorted((r for r in rows if r["lam"] > 0), key=lambda r: r["lam"])
+        return np.log([r["lam"] for r in rows]), np.array([r["mean"] for r in rows])
+
+    (rx, ry), (cx, cy) = xy(reference), xy(case)
+    points = np.log(np.geomspace(lam_low, lam_high, 11))
+    out = {}
+    for shift in shifts:
+        moved = points + math.log(shift)
+        ok = (moved <= cx.max()) & (moved >= cx.min())
+        diff = np.interp(moved[ok], cx, cy) - np.interp(points[ok], rx, ry)
+        out[float(shift)] = float(np.sqrt(np.mean(diff ** 2))) if ok.any() else math.nan
+    return out
+
+
 def run_phi_experiment(task: TuningTask, prediction: dict[str, Any], store_path: str | Path, *,
-                       reference_best: float, workers: int = 2,
+                       reference_best: float, reference_rows: Sequence[dict] | None = None,
+                       workers: int = 2,
                        log: Callable[[str], None] = print) -> dict[str, Any]:
     """Does Φ's handling of momentum and LR schedules matter the way
     :func:`~l2dynamics.studies.predict.effective_time` claims?
@@ -310,8 +336,10 @@ def run_phi_experiment(task: TuningTask, prediction: dict[str, Any], store_path:
     same budget: heavy-ball μ = 0.9 with η/10 (same long-time step η/(1 − μ)), and a cosine
     learning-rate schedule. Φ says the best λ moves by Φ_ref(T)/Φ_case(T) (×1 for the momentum
     run, ×2 for cosine, whose Φ is half); the released code's c/(η·T), with η the run's base
-    learning rate, says ×10 and ×1. Each case gets its own grid (the task's, every seed), so
-    its best λ is measured, and full runs at both predicted λ."""
+    learning rate, says ×10 and ×1. Each case gets its own grid (the task's, extended by 2× and
+    4× its largest λ, every seed), so its best λ is measured, and full runs at both predicted
+    λ. With `reference_rows` (the reference grid), :func:`curve_shift_rms` also measures the
+    shift of the rising side of the curve (from the smallest grid λ to the reference's best)."""
     c_eta, T = prediction["c_eta"], task.budget
     base = task.config()
     cases = {"momentum 0.9, η/10": {"momentum": 0.9, "lr": base.lr / 10},
@@ -324,7 +352,8 @@ def run_phi_experiment(task: TuningTask, prediction: dict[str, Any], store_path:
         shift_naive = base.lr / cfg.lr
         lam_phi, lam_naive = c_eta / effective_time(cfg, T), c_eta / (cfg.lr * T)
         log(f"[{task.name}] Φ check, {name}: grid, λ_Φ = {lam_phi:.3g}, naive {lam_naive:.3g}")
-        lams = [*task.lams, lam_phi, lam_naive]
+        grid = [*task.lams, 2 * max(task.lams), 4 * max(task.lams)]  # room for a shift up
+        lams = [*grid, lam_phi, lam_naive]
         runs = runner.run([task.config(lam, s, **change) for lam in lams for s in task.seeds])
         table: dict[float, list[float]] = {}
         for r in runs:
@@ -335,9 +364,14 @@ def run_phi_experiment(task: TuningTask, prediction: dict[str, Any], store_path:
             return {"lam": lam, "finals": finals, "mean": float(np.mean(finals)),
                     "se": float(np.std(finals, ddof=1) / math.sqrt(len(finals)))}
 
-        grid_rows = [row(lam) for lam in task.lams]
+        grid_rows = [row(lam) for lam in grid]
         best = max(grid_rows, key=lambda r: r["mean"])
+        shift_rms = (curve_shift_rms(reference_rows, grid_rows, min(task.grid), reference_best)
+                     if reference_rows is not None and reference_best > min(task.grid) else {})
+        fitted = min(shift_rms, key=shift_rms.get) if shift_rms else math.nan
         out.append({"case": name, "change": change, "phi": row(lam_phi),
+                    "curve_shift_rms": {f"{k:.3g}": v for k, v in shift_rms.items()},
+                    "curve_shift": fitted,
                     "naive": row(lam_naive), "grid": grid_rows, "best_lam": best["lam"],
                     "best_mean": best["mean"], "measured_shift": (best["lam"] / reference_best
                                        if reference_best > 0 and best["lam"] > 0 else math.nan),
