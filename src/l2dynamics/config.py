@@ -88,6 +88,8 @@ class Config:
     autol2_plateau: str = "paper"  # "paper" (released rule) | "ema" (smoothed, both series stall)
     autol2_patience: int = 5  # AutoL2 "ema" test: measurements without a new best before a decay
     autol2_min_lam: float = 0.0  # AutoL2: floor on λ (e.g. λ_pred for the budget); 0: none
+    project_norm: str = "none"  # "none" | "init" | "unit": hold each unit's ‖w‖ after every step
+    project_params: Any = "auto"  # projected tensors: "auto" (detected scale-invariant) | globs
     # --- optimizer ---
     optimizer: str = "sgd"  # "sgd" (with momentum/nesterov) | "adam" | "adamw"
     lr: float = 0.1  # η, per optimizer update
@@ -111,6 +113,7 @@ class Config:
     eval_train_size: int = 1024  # fixed training subset evaluated (0: the whole train set)
     eval_batch_size: int = 2048
     norms_per_tensor: bool = True  # record ‖θ_i‖ of every parameter tensor
+    norm_probes: bool = False  # per tensor: ‖∇L‖, ‖w‖·‖∇L‖, cos(w, ∇L), effective LR, angle
     # --- checkpoints ---
     checkpoint_every: int = 0  # steps between checkpoints (0: only on interrupt)
     checkpoint_dir: str | None = None  # default: beside the store
@@ -165,6 +168,19 @@ def flatten(mapping: Mapping[str, Any]) -> dict[str, Any]:
         else:
             raise ConfigError(_unknown_key_message(key))
     return flat
+
+
+def _validate_project_params(values: dict[str, Any]) -> None:
+    rule = values["project_params"]
+    if rule == "auto":
+        return
+    if isinstance(rule, str):
+        rule = [rule]
+    if (not isinstance(rule, (list, tuple)) or not rule
+            or not all(isinstance(x, str) and x for x in rule)):
+        raise ConfigError(f"project_params must be 'auto' or a non-empty list of glob patterns "
+                          f"over parameter names, got {values['project_params']!r}")
+    values["project_params"] = list(rule)
 
 
 def _unknown_key_message(key: str) -> str:
@@ -260,6 +276,8 @@ def _validate(flat: dict[str, Any]) -> Config:
     v.choice("autol2_refractory_unit", ("steps", "lr_lam_epochs"))
     v.integer("autol2_every", minimum=1)
     v.choice("autol2_plateau", ("paper", "ema"))
+    v.choice("project_norm", ("none", "init", "unit"))
+    _validate_project_params(values)
     v.integer("autol2_patience", minimum=1)
     v.number("autol2_min_lam", minimum=0.0)
     if values["lam_schedule"] == "autol2" and values["lam"] <= 0:
@@ -291,6 +309,7 @@ def _validate(flat: dict[str, Any]) -> Config:
     v.integer("eval_train_size", minimum=0)
     v.integer("eval_batch_size", minimum=1)
     v.boolean("norms_per_tensor")
+    v.boolean("norm_probes")
     v.integer("checkpoint_every", minimum=0)
     v.optional_str("checkpoint_dir")
     v.optional_str("name")

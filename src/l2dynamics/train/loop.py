@@ -238,6 +238,14 @@ class Trainer:
         self.lam_time = 0.0
         self.rows: list[tuple[int, float, str, float]] = []
         self._prepare_batches()
+        self.projection = self._build_projection()
+        self.norm_probe = None
+        if cfg.norm_probes:
+            from l2dynamics.probes.norms import NormProbe
+
+            self.norm_probe = NormProbe(self.named_params, cfg.optimizer,
+                                        cfg.momentum if cfg.optimizer == "sgd" else 0.0)
+        self._clock_set: set[int] = set()
         self._stop_requested = False
         self._losses: list[torch.Tensor] = []  # detached batch losses since the last sync
         self.autol2 = None  # the config's λ schedule, checkpointed under its own key
@@ -246,6 +254,37 @@ class Trainer:
 
             self.autol2 = AutoL2Callback.from_config(self)
             self.callbacks.append(self.autol2)
+
+    def _build_projection(self) -> Any:
+        """The ‖w‖ = const update of ``project_norm`` on ``project_params`` (or None)."""
+        cfg = self.cfg
+        if cfg.project_norm == "none":
+            return None
+        from l2dynamics.l2.projection import NormProjection
+
+        if cfg.project_params == "auto":
+            from l2dynamics.probes.scale import detect_scale_invariant
+
+            xb, yb = self.batch(0)
+            report = detect_scale_invariant(self.model, self.loss_fn, xb, yb, per_unit=False)
+            # weight tensors only: at init (shift β = 0) a BN gain feeding ReLU → bias-free
+            # layer → BN is invariant too, but only until β moves
+            dims = {n: p.ndim for n, p in self.named_params}
+            names = [n for n in report.invariant_names if dims[n] >= 2]
+            if not names:
+                raise ConfigError("project_norm needs scale-invariant weights (followed by a "
+                                  "normalization layer) and this model has none; name tensors "
+                                  "with project_params to project them anyway")
+        else:
+            try:
+                names = list(split_decay(self.model, cfg.project_params).decayed)
+            except ConfigError as err:
+                raise ConfigError(str(err).replace("decay_params", "project_params")) from None
+        by_name = dict(self.named_params)
+        projection = NormProjection([(n, by_name[n]) for n in names], cfg.project_norm)
+        if cfg.project_norm == "unit":
+            projection.apply()
+        return projection
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -282,11 +321,14 @@ class Trainer:
         train_loss, train_acc = evaluate(self.model, self.eval_x, self.eval_y, self.loss_fn,
                                          classification=self.classification, batch_size=bs)
         total, per_tensor = weight_norms(self.named_params)
-        return probe_metrics(
+        metrics = probe_metrics(
             self.cfg, step=self.step, classification=self.classification,
             train=(train_loss, train_acc), test=(test_loss, test_acc), weight_norm=total,
             per_tensor=per_tensor, lam=self.penalty.lam, decoupled_wd=self.penalty.decoupled_wd,
             lam_time=self.lam_time, wall_time=self._elapsed())
+        if self.norm_probe is not None:
+            metrics.update(self.norm_probe.window_metrics(metrics["lr"]))
+        return metrics
 
     def _record(self, metrics: Mapping[str, float], *, write: bool = True) -> None:
         rows = [(self.step, self.phys_time, name, float(v)) for name, v in metrics.items()]
@@ -325,6 +367,8 @@ class Trainer:
             "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None
                           for cb in self._user_callbacks()],
             "autol2": self.autol2.state_dict() if self.autol2 is not None else None,
+            "projection": (self.projection.state_dict() if self.projection is not None
+                           else None),
         }
 
     def _user_callbacks(self) -> list[Any]:
@@ -343,6 +387,8 @@ class Trainer:
                 cb.load_state_dict(cb_state)
         if self.autol2 is not None and state.get("autol2") is not None:
             self.autol2.load_state_dict(state["autol2"])
+        if self.projection is not None and state.get("projection") is not None:
+            self.projection.load_state_dict(state["projection"])
 
     def save_checkpoint(self) -> Path:
         path = self.checkpoint_path()
@@ -401,6 +447,7 @@ class Trainer:
         self._t0 = time.perf_counter()
         self._losses = []
         clock = set(int(s) for s in self.clock)
+        self._clock_set = clock
         restore_handler = self._install_sigint()
         status, bad_step, cause = "finished", None, None
 
@@ -465,9 +512,18 @@ class Trainer:
         loss = self.loss_fn(self.model(xb), yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        probe = self.norm_probe
+        if probe is not None:
+            if step in self._clock_set:  # the data-loss gradient, before the L2 term
+                self._record(probe.gradient_metrics())
+            probe.before_step()
         self.penalty.add_to_grad()
         self.penalty.decay(lr)
         self.optimizer.step()
+        if self.projection is not None:
+            self.projection.apply()
+        if probe is not None:
+            probe.after_step()
         self.phys_time += lr
         self.lam_time += lr * self.penalty.lam
         self._losses.append(loss.detach())
