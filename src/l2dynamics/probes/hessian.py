@@ -48,6 +48,7 @@ from torch import nn
 from torch.func import functional_call
 
 from l2dynamics.errors import ConfigError
+from l2dynamics.probes.batch import probe_batch
 from l2dynamics.train.loss import LossFn
 
 
@@ -115,17 +116,10 @@ def _make_hvp(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tenso
     if unknown:
         raise ConfigError(f"decayed names {unknown[:4]} are not trainable parameters; names look "
                           f"like {', '.join(names[:4])}")
-    if model.training and any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
-                              for m in model.modules()):
-        raise ConfigError("model has active dropout (train mode): the loss is random; call "
-                          "model.eval() or set p=0 before probing the Hessian")
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ConfigError(f"x and y must hold the same number ≥ 1 of samples "
-                          f"(got {x.shape[0]} and {y.shape[0]})")
+    x, y = probe_batch(model, x, y, ref, training=model.training,
+                       dropout_hint="call model.eval() or set p=0 before probing the Hessian")
     if chunk_size is not None:
         _check_int("chunk_size", chunk_size, 1)
-    x = x.to(device=ref.device, dtype=ref.dtype if x.is_floating_point() else x.dtype)
-    y = y.to(device=ref.device, dtype=ref.dtype if y.is_floating_point() else y.dtype)
     n = x.shape[0]
     chunks = 1 if chunk_size is None else -(-n // chunk_size)  # sizes as equal as possible
     sizes = [p.numel() for p in params]

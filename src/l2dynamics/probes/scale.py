@@ -66,6 +66,7 @@ from torch import nn
 from torch.func import functional_call
 
 from l2dynamics.errors import ConfigError
+from l2dynamics.probes.batch import probe_batch
 from l2dynamics.train.loss import LossFn
 
 EPS_SAFETY = 10.0  # allowance for the O(1) factor Σ|⟨∂L/∂ŷ, ŷ⟩| / L in the ε estimate
@@ -260,16 +261,9 @@ def detect_scale_invariant(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y
     if unknown or not probe:
         raise ConfigError(f"names must be trainable parameters of the model (unknown: "
                           f"{unknown[:4]}); names look like {', '.join(n for n, _ in named[:4])}")
-    if mode == "train" and any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
-                               for m in model.modules()):
-        raise ConfigError("model has active dropout in train mode: the loss is random; set p=0 "
-                          "or use mode='eval'")
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ConfigError(f"x and y must hold the same number ≥ 1 of samples "
-                          f"(got {x.shape[0]} and {y.shape[0]})")
     ref = named[0][1]
-    x = x.to(device=ref.device, dtype=ref.dtype if x.is_floating_point() else x.dtype)
-    y = y.to(device=ref.device, dtype=ref.dtype if y.is_floating_point() else y.dtype)
+    x, y = probe_batch(model, x, y, ref, training=mode == "train",
+                       dropout_hint="set p=0 or use mode='eval'")
 
     flags = {m: m.training for m in model.modules()}
     model.train(mode == "train")
