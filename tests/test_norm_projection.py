@@ -62,6 +62,35 @@ def test_norm_probes_measure_orthogonality_effective_lr_and_angles():
     assert last[f"eff_lr/{HIDDEN[0]}"] == pytest.approx(0.1 / float(w.norm()) ** 2, rel=1e-9)
     rms, mean = last[f"angle_rms/{HIDDEN[0]}"], last[f"angle_mean/{HIDDEN[0]}"]
     assert 0 < mean <= rms < 1
+    assert last[f"grad_ms/{HIDDEN[0]}"] > 0 and last[f"norm_ms/{HIDDEN[0]}"] > 0
+
+
+def test_window_sums_obey_the_exact_norm_recursion():
+    """Over a window of K plain-SGD updates of a scale-invariant w,
+    ‖w_K‖² − ‖w_0‖² = K·(η²·grad_ms − (2ηλ − η²λ²)·norm_ms), from the probe's own window
+    means (float64; BN's ε = 1e-5 leaves ⟨∇L, w⟩ ≈ 1e-6 relative)."""
+    from l2dynamics.probes.norms import NormProbe
+
+    lam, lr, steps = 0.05, 0.1, 60
+    trainer = Trainer(make_config(BN, lam=lam, lr=lr, steps=steps))
+    named = [(n, p) for n, p in trainer.named_params if n == HIDDEN[1]]
+    w = named[0][1]
+    probe = NormProbe(named, "sgd")
+    start = float(w.detach().double().norm()) ** 2
+    for step in range(steps):
+        xb, yb = trainer.batch(step)
+        trainer.optimizer.zero_grad()
+        trainer.loss_fn(trainer.model(xb), yb).backward()
+        probe.before_step()
+        with torch.no_grad():
+            w.add_(-lr * (w.grad + lam * w))  # this tensor only: our coupled L2
+        probe.after_step()
+    end = float(w.detach().double().norm()) ** 2
+    m = probe.window_metrics(lr)
+    predicted = steps * (lr ** 2 * m[f"grad_ms/{HIDDEN[1]}"]
+                         - (2 * lr * lam - (lr * lam) ** 2) * m[f"norm_ms/{HIDDEN[1]}"])
+    assert end - start == pytest.approx(predicted, rel=1e-4)
+    assert abs(end - start) > 1e-3  # the norm did move
 
 
 def test_angle_is_accurate_for_tiny_rotations():

@@ -10,7 +10,10 @@ At every probe-clock point, over the updates since the previous one (the window)
 - ``angle_mean/<t>`` and ``angle_rms/<t>``: the angular update θ = arccos(⟨w, w'⟩/(‖w‖‖w'‖))
   per optimizer step, in radians (the equilibrium formulas predict the RMS);
 - ``eff_lr/<t>``: the effective learning rate of the tensor now — η/((1 − μ)·‖w‖²) for SGD
-  with heavy-ball momentum μ, η/‖w‖ for Adam and AdamW.
+  with heavy-ball momentum μ, η/‖w‖ for Adam and AdamW;
+- ``grad_ms/<t>``: the mean over the window's updates of ‖∇L‖² (data loss, each update's
+  batch) and ``norm_ms/<t>`` the mean of ‖w‖² before each update — the two sides of the
+  stationary identity E‖w‖² = η·E‖∇L‖²/(λ(2 − ηλ)) (plain SGD, scale-invariant w).
 
 θ is computed per whole tensor. The angle uses atan2(‖w × w'‖, ⟨w, w'⟩) in float64, accurate
 for the tiny angles (~1e-3 rad) of late training where arccos of a rounded cosine is not.
@@ -55,10 +58,17 @@ class NormProbe:
         self._before: list[torch.Tensor] = []
         self._sum = {n: 0.0 for n, _ in self.named}
         self._sumsq = {n: 0.0 for n, _ in self.named}
+        self._grad_sq = {n: 0.0 for n, _ in self.named}
+        self._norm_sq = {n: 0.0 for n, _ in self.named}
         self._count = 0
 
     def before_step(self) -> None:
+        """Call after the data-loss backward, before the L2 term and the optimizer step."""
         self._before = [p.detach().double().clone() for _, p in self.named]
+        for (name, p), w in zip(self.named, self._before, strict=True):
+            if p.grad is not None:
+                self._grad_sq[name] += float(p.grad.detach().double().norm()) ** 2
+            self._norm_sq[name] += float(w.norm()) ** 2
 
     def after_step(self) -> None:
         for (name, p), before in zip(self.named, self._before, strict=True):
@@ -91,6 +101,9 @@ class NormProbe:
             if self._count:
                 out[f"angle_mean/{name}"] = self._sum[name] / self._count
                 out[f"angle_rms/{name}"] = math.sqrt(self._sumsq[name] / self._count)
+                out[f"grad_ms/{name}"] = self._grad_sq[name] / self._count
+                out[f"norm_ms/{name}"] = self._norm_sq[name] / self._count
             self._sum[name] = self._sumsq[name] = 0.0
+            self._grad_sq[name] = self._norm_sq[name] = 0.0
         self._count = 0
         return out
