@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import re
 import sys
 import time
@@ -734,6 +735,43 @@ def tune(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "tuning.json").write_text(json.dumps(res, indent=1, default=float))
         out.print(f"figure: {plot_tuning(res, out_dir / 'tuning.png')}")
+
+
+@app.command()
+@user_errors
+def norms(
+    study: str = typer.Argument("equilibrium", help="Which study: equilibrium."),
+    cases: str = typer.Option("sgd,sgdm,adam_l2,adamw", help="Optimizer cases to run."),
+    overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE overrides of the BN net."),
+    relax_times: float = typer.Option(10.0, "--relax-times",
+                                      help="Relaxation times before measuring."),
+    seed: int = typer.Option(0, help="Seed of every run."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write the table (CSV) here."),
+) -> None:
+    """Normalization studies (van Laarhoven 2017). `equilibrium`: measured/predicted weight
+    norm and RMS angular update of every scale-invariant tensor of a BN network, per optimizer,
+    after --relax-times relaxation times."""
+    from l2dynamics.config import parse_overrides
+    from l2dynamics.studies.norms import CASES, equilibrium_check
+
+    if study != "equilibrium":
+        raise ConfigError(f"study {study!r} is not available; use: equilibrium")
+    names = [c.strip() for c in cases.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CASES]
+    if unknown or not names:
+        raise ConfigError(f"--cases {unknown or cases!r}: use some of {', '.join(CASES)}")
+    if not (math.isfinite(relax_times) and relax_times > 0):
+        raise ConfigError(f"--relax-times must be a finite number > 0, got {relax_times!r}")
+    table = equilibrium_check({c: CASES[c] for c in names}, base=parse_overrides(overrides),
+                              relax_times=relax_times, seed=seed,
+                              progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    _print_frame("measured / predicted at equilibrium", table[[
+        "case", "tensor", "steps", "relaxation_steps", "norm", "pred_norm", "norm_ratio",
+        "angle_rms", "pred_angle", "angle_ratio"]])
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out_dir / "equilibrium.csv", index=False)
+        out.print(f"table: {out_dir / 'equilibrium.csv'}")
 
 
 def main() -> None:

@@ -1,0 +1,55 @@
+"""The equilibrium study: measured/predicted on a BN net, and its CLI."""
+
+import pytest
+
+from l2dynamics.studies.norms import equilibrium_check
+
+TINY = dict(dataset="digits", n_train=None, n_test=None, width=16, dtype="float64",
+            batch_size=64)
+
+
+def test_sgd_reaches_the_predicted_equilibrium_on_a_bn_net():
+    table = equilibrium_check({"sgd": {"optimizer": "sgd", "lr": 0.1, "lam": 0.05}},
+                              base=TINY, relax_times=10, measure_times=10, windows=20)
+    assert list(table["tensor"]) == ["features.1.weight", "features.4.weight"]
+    assert (table["windows"] >= 20).all()
+    # measured on this net: ratios 0.998/1.010 (norm) and 1.004/0.981 (RMS angle)
+    assert table["norm_ratio"].between(0.97, 1.03).all()
+    assert table["angle_ratio"].between(0.97, 1.03).all()
+
+
+def test_decayed_bn_gains_break_the_invariance_the_study_relies_on():
+    """With λ on the BN gains too, the second layer's inputs shrink until BN's ε matters:
+    the stationary identity then misses by far more than on weights-only decay."""
+    table = equilibrium_check({"sgd": {"optimizer": "sgd", "lr": 0.1, "lam": 0.05}},
+                              base={**TINY, "decay_params": "all"}, relax_times=10,
+                              measure_times=10, windows=20)
+    second = table.set_index("tensor").loc["features.4.weight"]
+    assert abs(second["norm_ratio"] - 1) > 0.1
+
+
+def test_cli_norms(tmp_path):
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+
+    runner = CliRunner()
+    sets = [x for k, v in {**TINY, "lr": 0.1}.items() if v is not None
+            for x in ("--set", f"{k}={v}")] + ["--set", "n_train=null", "--set", "n_test=null"]
+    res = runner.invoke(app, ["norms", "equilibrium", "--cases", "sgd", *sets,
+                              "--relax-times", "2", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "equilibrium.csv").is_file() and "measured / predicted" in res.output
+    for args, word in ((["--cases", "lbfgs"], "--cases"), (["--relax-times", "0"], "relax"),
+                       (["kernels"], "study")):
+        bad = runner.invoke(app, ["norms", *args] if args[0] == "kernels"
+                            else ["norms", "equilibrium", *args])
+        assert bad.exit_code == 2 and word in bad.output, bad.output
+
+
+@pytest.mark.parametrize("field", ["optimizer"])
+def test_case_configs_are_validated(field):
+    from l2dynamics import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        equilibrium_check({"x": {"optimizer": "lbfgs"}}, base=TINY)
