@@ -740,7 +740,7 @@ def tune(
 @app.command()
 @user_errors
 def norms(
-    study: str = typer.Argument("equilibrium", help="Which study: equilibrium."),
+    study: str = typer.Argument("equilibrium", help="Which study: equilibrium | traces."),
     cases: str = typer.Option("sgd,sgdm,adam_l2,adamw", help="Optimizer cases to run."),
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE overrides of the BN net."),
     relax_times: float = typer.Option(10.0, "--relax-times",
@@ -750,12 +750,28 @@ def norms(
 ) -> None:
     """Normalization studies (van Laarhoven 2017). `equilibrium`: measured/predicted weight
     norm and RMS angular update of every scale-invariant tensor of a BN network, per optimizer,
-    after --relax-times relaxation times."""
+    after --relax-times relaxation times. `traces`: ‖w‖, effective LR and angular update
+    against step for λ ∈ {0, 1e-3, 5e-3, 2e-2} (SGD) with the predictions (needs --out)."""
     from l2dynamics.config import parse_overrides
-    from l2dynamics.studies.norms import CASES, equilibrium_check
+    from l2dynamics.studies.norms import CASES, equilibrium_check, norm_traces
 
-    if study != "equilibrium":
-        raise ConfigError(f"study {study!r} is not available; use: equilibrium")
+    if study not in ("equilibrium", "traces"):
+        raise ConfigError(f"study {study!r} is not available; use: equilibrium, traces")
+    if study == "traces":
+        if out_dir is None:
+            raise ConfigError("norms traces writes a figure: give --out DIR")
+        from l2dynamics.report.figures import plot_norm_traces
+
+        traces = norm_traces(base=parse_overrides(overrides), seed=seed,
+                             progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "traces.json").write_text(json.dumps(traces))
+        names = sorted({r["tensor"] for r in traces["runs"]})
+        for name in names:
+            path = plot_norm_traces(traces, out_dir / f"traces_{name.replace('.', '_')}.png",
+                                    tensor=name)
+            out.print(f"figure: {path}")
+        return
     names = [c.strip() for c in cases.split(",") if c.strip()]
     unknown = [c for c in names if c not in CASES]
     if unknown or not names:

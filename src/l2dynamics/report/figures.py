@@ -220,3 +220,34 @@ def plot_tuning(result: Mapping, path: str | Path) -> Path:
     bx.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_norm_traces(traces: Mapping, path: str | Path, *, tensor: str | None = None) -> Path:
+    """Study 1: ‖w‖, effective LR η/‖w‖² and RMS angular update against step for each λ, with
+    the predictions dashed (equilibrium norm from the measured gradient, arccos(1 − ηλ), and
+    for λ = 0 the ‖w‖⁴ growth law)."""
+    runs = [r for r in traces["runs"] if tensor is None or r["tensor"] == tensor]
+    tensor = runs[0]["tensor"]
+    runs = [r for r in runs if r["tensor"] == tensor]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(runs)))
+    lr = traces["lr"]
+    for run, color in zip(runs, colors, strict=True):
+        steps = np.asarray(run["step"])
+        label = f"λ = {run['lam']:g}"
+        axes[0].plot(steps, run["norm"], color=color, lw=1.3, label=label)
+        axes[0].plot(steps, run["pred_norm"], color=color, lw=0.9, ls="--")
+        axes[1].plot(steps, run["eff_lr"], color=color, lw=1.3, label=label)
+        pred = np.asarray(run["pred_norm"])
+        axes[1].plot(steps, lr / pred ** 2, color=color, lw=0.9, ls="--")
+        axes[2].plot(steps, run["angle_rms"], color=color, lw=1.3, label=label)
+        if "pred_angle" in run:
+            axes[2].axhline(run["pred_angle"], color=color, lw=0.9, ls="--")
+    titles = (f"‖w‖ of {tensor} (dashed: predicted)", "effective LR η/‖w‖²",
+              "RMS angular update per step (dashed: arccos(1 − ηλ))")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set(xscale="log", yscale="log", xlabel="step", title=title)
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)

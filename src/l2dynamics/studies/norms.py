@@ -127,3 +127,49 @@ def equilibrium_check(cases: Mapping[str, Mapping[str, Any]] | None = None, *,
                          "angle_rms": angle_rms, "pred_angle": pred_angle,
                          "angle_ratio": angle_rms / pred_angle})
     return pd.DataFrame(rows)
+
+
+def norm_traces(lams: tuple[float, ...] = (0.0, 1e-3, 5e-3, 2e-2), *,
+                base: Mapping[str, Any] | None = None, lr: float = 0.1, steps: int = 6000,
+                seed: int = 0, progress: Callable[[str], None] | None = None
+                ) -> dict[str, Any]:
+    """Study 1: plain SGD on the BN net for each λ (λ = 0 included); per scale-invariant
+    tensor and window: ‖w‖, the effective LR η/‖w‖², the RMS angle, and the predictions —
+    the equilibrium norm from that window's measured gradient (√(η·E‖∇L‖²/(λ(2 − ηλ)))), the
+    angle arccos(1 − ηλ), and for λ = 0 the growth law ‖w_t‖⁴ = ‖w_0‖⁴ + 2η²·Σ_s ‖ḡ_s‖²
+    (from the measured gradients) and its effective LR → 1/√(2Gt)."""
+    from l2dynamics.analysis import equilibrium as eq
+    from l2dynamics.train import Trainer
+
+    out: dict[str, Any] = {"lr": lr, "steps": steps, "runs": []}
+    for lam in lams:
+        cfg = make_config({**BASE, **(base or {})}, optimizer="sgd", lr=lr, lam=lam,
+                          steps=steps, eval_every=max(1, steps // 100), seed=seed)
+        trainer = Trainer(cfg)
+        params = dict(trainer.named_params)
+        if progress:
+            progress(f"λ = {lam:g}: {steps} steps")
+        hist = trainer.run().history
+        tensors = [n for n, p in params.items() if p.ndim >= 2 and n != "readout.weight"]
+        for tensor in tensors:
+            h = hist.dropna(subset=[f"grad_ms/{tensor}"]).copy()
+            steps_ = h["step"].to_numpy(float)
+            norm = np.sqrt(h[f"norm_ms/{tensor}"].to_numpy(float))
+            grad_ms = h[f"grad_ms/{tensor}"].to_numpy(float)
+            row: dict[str, Any] = {"lam": lam, "tensor": tensor, "step": steps_.tolist(),
+                                   "norm": norm.tolist(),
+                                   "eff_lr": (lr / norm ** 2).tolist(),
+                                   "angle_rms": h[f"angle_rms/{tensor}"].tolist()}
+            if lam > 0:
+                row["pred_norm"] = np.sqrt(lr * grad_ms / (lam * (2 - lr * lam))).tolist()
+                row["pred_angle"] = eq.sgd_angle(lr, lam)
+            else:
+                # Σ_s ‖ḡ_s‖² over the updates so far, from the windows' means (window lengths
+                # from the clock), then ‖w‖⁴ = ‖w_0‖⁴ + 2η²Σ‖ḡ‖²
+                lengths = np.diff(np.concatenate([[0.0], steps_]))
+                gbar_sq = grad_ms * norm ** 2
+                cum = np.cumsum(lengths * gbar_sq)
+                w0 = float(hist[f"norm/{tensor}"].dropna().iloc[0])
+                row["pred_norm"] = ((w0 ** 4 + 2 * lr ** 2 * cum) ** 0.25).tolist()
+            out["runs"].append(row)
+    return out
