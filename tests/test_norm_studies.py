@@ -74,3 +74,17 @@ def test_norm_traces_follow_the_growth_law_and_reach_equilibrium(tmp_path):
     late = decayed["angle_rms"][-20:]
     assert sum(late) / len(late) == pytest.approx(decayed["pred_angle"], rel=0.02)
     assert plot_norm_traces(traces, tmp_path / "t.png").stat().st_size > 10_000
+
+
+def test_projection_study_table_and_figure(tmp_path):
+    from l2dynamics.report.figures import plot_projection_study
+    from l2dynamics.studies.norms import projection_vs_l2
+
+    table = projection_vs_l2((0.0, 0.1), base=TINY, steps=60, seeds=(0, 1))
+    assert len(table) == 2 * 2 * 2 and set(table["mode"]) == {"plain", "projected"}
+    assert table["test_error"].between(0, 1).all() and (table["status"] == "finished").all()
+    # the projected runs differ from the plain ones once λ > 0 (the norm is held)
+    plain = table[(table["mode"] == "plain") & (table["lam"] == 0.1)]["test_error"].tolist()
+    held = table[(table["mode"] == "projected") & (table["lam"] == 0.1)]["test_error"].tolist()
+    assert plain != held
+    assert plot_projection_study(table, tmp_path / "p.png").stat().st_size > 10_000

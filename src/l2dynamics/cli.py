@@ -740,7 +740,8 @@ def tune(
 @app.command()
 @user_errors
 def norms(
-    study: str = typer.Argument("equilibrium", help="Which study: equilibrium | traces."),
+    study: str = typer.Argument("equilibrium",
+                                help="Which study: equilibrium | traces | projection."),
     cases: str = typer.Option("sgd,sgdm,adam_l2,adamw", help="Optimizer cases to run."),
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE overrides of the BN net."),
     relax_times: float = typer.Option(10.0, "--relax-times",
@@ -751,12 +752,27 @@ def norms(
     """Normalization studies (van Laarhoven 2017). `equilibrium`: measured/predicted weight
     norm and RMS angular update of every scale-invariant tensor of a BN network, per optimizer,
     after --relax-times relaxation times. `traces`: ‖w‖, effective LR and angular update
-    against step for λ ∈ {0, 1e-3, 5e-3, 2e-2} (SGD) with the predictions (needs --out)."""
+    against step for λ ∈ {0, 1e-3, 5e-3, 2e-2} (SGD) with the predictions (needs --out).
+    `projection`: final test error against λ, plain L2 vs the ‖w‖ = const update (Adam)."""
     from l2dynamics.config import parse_overrides
-    from l2dynamics.studies.norms import CASES, equilibrium_check, norm_traces
+    from l2dynamics.studies.norms import CASES, equilibrium_check, norm_traces, projection_vs_l2
 
-    if study not in ("equilibrium", "traces"):
-        raise ConfigError(f"study {study!r} is not available; use: equilibrium, traces")
+    if study not in ("equilibrium", "traces", "projection"):
+        raise ConfigError(f"study {study!r} is not available; use: equilibrium, traces, "
+                          "projection")
+    if study == "projection":
+        table = projection_vs_l2(base=parse_overrides(overrides),
+                                 progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+        summary = (table.groupby(["mode", "lam"])["test_error"].agg(["mean", "std", "count"])
+                   .reset_index())
+        _print_frame("final test error by λ (seed mean)", summary)
+        if out_dir is not None:
+            from l2dynamics.report.figures import plot_projection_study
+
+            out_dir.mkdir(parents=True, exist_ok=True)
+            table.to_csv(out_dir / "projection.csv", index=False)
+            out.print(f"figure: {plot_projection_study(table, out_dir / 'projection.png')}")
+        return
     if study == "traces":
         if out_dir is None:
             raise ConfigError("norms traces writes a figure: give --out DIR")

@@ -251,3 +251,23 @@ def plot_norm_traces(traces: Mapping, path: str | Path, *, tensor: str | None = 
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_projection_study(table: pd.DataFrame, path: str | Path) -> Path:
+    """Study 3: final test error against λ (seed mean ± SE), plain L2 vs the ‖w‖ = const
+    update; λ = 0 is drawn at the left edge of the log axis."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    positive = table[table["lam"] > 0]["lam"]
+    zero_at = positive.min() / 10 if len(positive) else 1e-6
+    for mode, color in (("plain", "tab:blue"), ("projected", "tab:red")):
+        sub = table[table["mode"] == mode].groupby("lam")["test_error"]
+        mean, se = sub.mean(), sub.std(ddof=1) / np.sqrt(sub.count())
+        x = [lam if lam > 0 else zero_at for lam in mean.index]
+        ax.errorbar(x, mean.values, yerr=se.fillna(0).values, fmt="o-", color=color, capsize=2,
+                    label="plain L2" if mode == "plain" else "‖w‖ = const (projected)")
+    ax.set(xscale="log", xlabel=f"λ (λ = 0 drawn at {zero_at:g})", ylabel="final test error",
+           title="test error vs λ: plain L2 and the ‖w‖ = const update")
+    ax.grid(alpha=0.3, which="both", lw=0.5)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
