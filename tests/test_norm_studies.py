@@ -13,7 +13,7 @@ def test_sgd_reaches_the_predicted_equilibrium_on_a_bn_net():
                               base=TINY, relax_times=10, measure_times=10, windows=20)
     assert list(table["tensor"]) == ["features.1.weight", "features.4.weight"]
     assert (table["windows"] >= 20).all()
-    # measured on this net: ratios 0.998/1.010 (norm) and 1.004/0.981 (RMS angle)
+    # measured on this net: ratios 0.996/1.019 (norm) and 1.004/0.981 (RMS angle)
     assert table["norm_ratio"].between(0.97, 1.03).all()
     assert table["angle_ratio"].between(0.97, 1.03).all()
 

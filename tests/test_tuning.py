@@ -53,8 +53,8 @@ def test_every_method_runs_and_is_accounted(tmp_path):
     if pred["ok"]:
         p = methods["prediction λ_pred"]
         assert p["lams"] == [pred["lam"]] * 2 and p["select_steps"] == pred["probe_steps"]
-        assert methods["autol2 floor"]["lams"] == [pytest.approx(max(pred["lam"], x))
-                                                   for x in methods["autol2 floor"]["lams"]]
+        # the floor holds: no run's final λ is below λ_pred (the runs start at 0.1 > λ_pred)
+        assert all(x >= pred["lam"] * (1 - 1e-9) for x in methods["autol2 floor"]["lams"])
     opt = next(m for m in res["methods"] if m["name"].startswith("Optuna"))
     n = max(1, round((pred["probe_steps"] + 150) / 150))
     assert opt["n_trials"] == n and all(len(t) == n for t in opt["trial_lams"])

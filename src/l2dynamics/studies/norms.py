@@ -11,7 +11,8 @@ update with :mod:`l2dynamics.analysis.equilibrium`:
 - ``sgdm``: heavy-ball μ: the norm with the measured gradient, θ = arccos(1 − ηλ/(1 + μ))
   (≈ √(2ηλ/(1 + μ)));
 - ``adam_l2``: Adam with coupled L2, ‖w‖³ = η√d·‖ḡ‖/(2λ) with d = the tensor's size and
-  ‖ḡ‖ = ‖w‖·‖∇L‖ (a per-tensor reading of a per-unit formula: an approximation) and its angle;
+  ‖ḡ‖ = ‖w‖·‖∇L‖, i.e. ‖w‖² = η√d·‖∇L‖/(2λ) (a per-tensor reading of a per-unit formula:
+  an approximation), and its angle;
 - ``adamw``: ‖w‖² ≈ η·d/(2λ_d) (with the β₁ correction of ``adamw_norm``) summed over the
   tensor's units, θ ≈ √(2ηλ_d(1 − β₁)/(1 + β₁)).
 
@@ -21,7 +22,7 @@ The formulas' derivations and their simulation checks are in
 λ is ours (loss + λ/2·‖θ‖²); only windows after ``relax_times × relaxation_steps`` count.
 The default decays weight tensors only (``decay_params: weights``, as van Laarhoven did): L2 on
 the BN gains shrinks the next layer's inputs until BN's ε breaks its scale invariance (on
-digits, |cos(w, ∇L)| of the second layer rose to 0.04 and its norm ratio to 1.18).
+digits, |cos(w, ∇L)| of the second layer rose to 0.04 and its norm ratio to 1.40).
 """
 
 from __future__ import annotations
@@ -64,20 +65,27 @@ def _relaxation(cfg: Config, *, d: int, gbar_norm: float) -> float:
 def predictions(cfg: Config, *, norm_ms: float, grad_ms: float, numel: int
                 ) -> tuple[float, float]:
     """(predicted ‖w‖, predicted RMS angle per step) for one tensor of `cfg`'s run, from the
-    window means of ‖w‖² and ‖∇L‖² (the unit-norm gradient G = ‖w‖²·‖∇L‖²)."""
+    window means of ‖w‖² and ‖∇L‖².
+
+    The norm formulas are written in G = E‖ḡ‖², the gradient at unit norm. Substituting
+    ḡ = ‖w‖·∇L and solving for ‖w‖ gives each one in the measured ‖∇L‖ alone, e.g. for SGD the
+    stationary identity ‖w‖² = η·E‖∇L‖²/(λ(2 − ηλ)) = ``sgd_norm(η, λ, G=E‖∇L‖²)``⁴. That is
+    the strict form: the measured ‖w‖ does not enter its own prediction (with G = ‖w‖²·‖∇L‖²
+    the ratio would be only the 4th root of this one). AdamW's norm needs no gradient."""
     from l2dynamics.analysis import equilibrium as eq
 
-    G = norm_ms * grad_ms
     if cfg.optimizer == "adamw":
         return (eq.adamw_norm(cfg.lr, cfg.decoupled_wd, numel, cfg.betas[0]),
                 eq.adamw_angle(cfg.lr, cfg.decoupled_wd, cfg.betas[0]))
     if cfg.optimizer == "adam":
-        return (eq.adam_l2_norm(cfg.lr, cfg.lam, numel, math.sqrt(G)),
-                eq.adam_l2_angle(cfg.lr, cfg.lam, numel, math.sqrt(G), cfg.betas[0]))
+        # ‖w‖³ = η√d·‖w‖‖∇L‖/(2λ)  ⇒  ‖w‖² = adam_l2_norm(G^½ = ‖∇L‖)³
+        gbar = math.sqrt(norm_ms * grad_ms)
+        return (eq.adam_l2_norm(cfg.lr, cfg.lam, numel, math.sqrt(grad_ms)) ** 1.5,
+                eq.adam_l2_angle(cfg.lr, cfg.lam, numel, gbar, cfg.betas[0]))
     if cfg.momentum:
-        return (eq.sgdm_norm(cfg.lr, cfg.lam, G, cfg.momentum),
+        return (eq.sgdm_norm(cfg.lr, cfg.lam, grad_ms, cfg.momentum) ** 2,
                 eq.sgdm_angle(cfg.lr, cfg.lam, cfg.momentum))
-    return eq.sgd_norm(cfg.lr, cfg.lam, G), eq.sgd_angle(cfg.lr, cfg.lam)
+    return eq.sgd_norm(cfg.lr, cfg.lam, grad_ms) ** 2, eq.sgd_angle(cfg.lr, cfg.lam)
 
 
 def equilibrium_check(cases: Mapping[str, Mapping[str, Any]] | None = None, *,
