@@ -6,12 +6,21 @@ metric per evaluation. Every write is one transaction, and a run reads ``finishe
 last metrics and summary are committed in the same transaction, so a crash leaves a run marked
 ``running`` (shown as ``stale`` once its process is gone), never a half-written one that looks
 finished. A run trained elsewhere (a Ray task) is written whole by ``record_run``.
+
+Concurrency: every connection waits up to 60 s for the write lock (``busy_timeout``) and each
+write transaction starts with ``BEGIN IMMEDIATE``; a write that still meets "database is locked"
+is retried (:data:`LOCK_RETRIES` times) before it fails. ``claim_run`` lets exactly one process
+take over a run whose process is gone (a sweep resuming it).
+
+:func:`fault_point` is a test hook of the crash-safety tests; it does nothing unless the
+environment variable ``L2DYNAMICS_FAULT`` is set.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sqlite3
 import time
@@ -63,6 +72,27 @@ CREATE TABLE IF NOT EXISTS series (
 """
 
 _JSON_COLUMNS = ("config_json", "decay_json", "versions_json", "summary_json")
+LOCK_RETRIES = 5  # more attempts of a write transaction that found the database locked
+FAULT_ENV = "L2DYNAMICS_FAULT"
+_fault_counts: dict[str, int] = {}
+
+
+def fault_point(kind: str) -> None:
+    """Crash-test hook: SIGKILL this process at the N-th time it reaches fault point `kind`.
+
+    A no-op unless ``$L2DYNAMICS_FAULT`` names `kind`, as ``KIND:N`` (several: comma-separated),
+    e.g. ``store_write:3`` kills the process in the middle of its 3rd metric transaction (rows
+    inserted, not committed) and ``checkpoint_write:2`` half-way through writing the temporary
+    file of its 2nd checkpoint. Counts are per process. Used by tests/test_reliability_crash.py.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    count = _fault_counts[kind] = _fault_counts.get(kind, 0) + 1
+    for item in spec.split(","):
+        name, _, n = item.strip().partition(":")
+        if name == kind and n.strip().isdigit() and count == int(n):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def default_store_path() -> Path:
@@ -82,7 +112,7 @@ class RunStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout = 60000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            _retry_locked(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             with self.transaction() as cur:
@@ -106,13 +136,14 @@ class RunStore:
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """BEGIN IMMEDIATE … COMMIT; rolled back on any exception."""
         cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        _retry_locked(lambda: cur.execute("BEGIN IMMEDIATE"))
         try:
             yield cur
+            _retry_locked(lambda: cur.execute("COMMIT"))
         except BaseException:
-            cur.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                cur.execute("ROLLBACK")
             raise
-        cur.execute("COMMIT")
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -139,6 +170,7 @@ class RunStore:
             cur.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)", rows)
             if steps_done is not None:
                 cur.execute("UPDATE runs SET steps_done = ? WHERE id = ?", (steps_done, run_id))
+            fault_point("store_write")  # a no-op unless $L2DYNAMICS_FAULT says so
 
     def mark_resumed(self, run_id: int, from_step: int) -> None:
         """Drop metrics at or after `from_step` (they will be measured again) and mark running."""
@@ -150,6 +182,19 @@ class RunStore:
                 " WHERE id = ?",
                 (from_step, socket.gethostname(), os.getpid(), run_id),
             )
+
+    def claim_run(self, run_id: int, *, status: str, pid: int | None,
+                  host: str | None) -> bool:
+        """Take over run `run_id` for this process if it still has `status`, `pid` and `host`
+        (as read a moment ago): True for exactly one of several processes that try at once.
+        Used to resume a run whose process is gone without two sweeps resuming it twice."""
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET pid = ?, host = ? WHERE id = ? AND status = ? AND pid IS ?"
+                " AND host IS ?",
+                (os.getpid(), socket.gethostname(), run_id, status, pid, host),
+            )
+            return cur.rowcount == 1
 
     def set_checkpoint(self, run_id: int, path: str) -> None:
         with self.transaction() as cur:
@@ -172,6 +217,7 @@ class RunStore:
                 (status, steps_done, time.time(), wall_seconds, json.dumps(summary),
                  diverged_step, diverged_cause, error, run_id),
             )
+            fault_point("store_write")
 
     def record_run(self, config: dict[str, Any], status: str, *, steps_total: int,
                    steps_done: int, seed: int, device: str, wall_seconds: float,
@@ -208,6 +254,7 @@ class RunStore:
             run_id = int(cur.lastrowid)
             cur.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)",
                             [(run_id, n, int(s), float(t), _real(v)) for s, t, n, v in rows])
+            fault_point("store_write")
             return run_id
 
     # --- reads ----------------------------------------------------------------------------
@@ -260,6 +307,19 @@ class RunStore:
         return record
 
 
+def _retry_locked(execute: Any) -> Any:
+    """Run `execute()`, retrying with a short back-off when SQLite still reports the database
+    locked or busy after its own busy timeout."""
+    for attempt in range(LOCK_RETRIES + 1):
+        try:
+            return execute()
+        except sqlite3.OperationalError as err:
+            text = str(err).lower()
+            if attempt == LOCK_RETRIES or ("locked" not in text and "busy" not in text):
+                raise
+            time.sleep(0.05 * 2**attempt)
+
+
 def _split(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -281,7 +341,11 @@ def _process_gone(record: dict[str, Any]) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:  # a zombie (killed, not yet reaped by its parent) is gone too (Linux)
+        with open(f"/proc/{record['pid']}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 # --- pandas views -------------------------------------------------------------------------------

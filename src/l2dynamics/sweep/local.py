@@ -9,7 +9,11 @@ accounting here (:class:`SweepLedger`), so they skip, count and report progress 
   (canonical JSON of ``Config.to_dict()``) are skipped, so re-running a sweep after a crash
   completes only what is missing; a config listed twice runs once;
 - a run that raises is counted as failed (stored as "failed" when it got as far as a run
-  record) and the sweep continues.
+  record) and the sweep continues;
+- a run of the sweep that was killed (left "running" with its process gone) or interrupted is
+  continued under its own run id — from its last checkpoint when it has one (set
+  ``checkpoint_every``), else from step 0 — rather than started again beside it
+  (sequential engine; see ``_trainer_for``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import math
 import multiprocessing
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -322,16 +327,46 @@ def _all_done(configs: Sequence[Config], store_path: str | Path | None) -> bool:
 
 
 def _run_one(cfg: Config, store: Any) -> tuple[int | None, str, str | None]:
-    from l2dynamics.train import Trainer
-
     trainer = None
     try:
-        trainer = Trainer(cfg, store=store)
+        trainer = _trainer_for(cfg, store)
         res = trainer.run()
         return res.run_id, res.status, None
     except Exception as exc:
         run_id = trainer.run_id if trainer is not None else None
         return run_id, "failed", error_line(cfg, exc)
+
+
+def _trainer_for(cfg: Config, store: Any) -> Any:
+    """The Trainer of `cfg`: the continuation of a stored run of the same config that was
+    killed (status "running", its process gone) or interrupted, resumed from its last
+    checkpoint (the one before it, with a warning, if that is corrupt) or, without a usable
+    checkpoint, trained again from step 0 under the same run id; else a new run. A run is
+    taken over with :meth:`~l2dynamics.store.RunStore.claim_run`, so of two sweeps resuming
+    the same store only one continues it."""
+    from l2dynamics.errors import StoreError
+    from l2dynamics.train import Trainer
+
+    key = canonical(cfg)
+    candidates = [rec for status in ("running", "interrupted")
+                  for rec in store.list_runs(status=status)
+                  if (status == "interrupted" or rec["stale"])
+                  and rec.get("config") is not None and canonical(rec["config"]) == key]
+    for rec in sorted(candidates, key=lambda r: r["id"], reverse=True):  # the newest first
+        if not store.claim_run(rec["id"], status=rec["status"], pid=rec["pid"],
+                               host=rec["host"]):
+            continue  # another process took it over meanwhile
+        if rec.get("checkpoint_path"):
+            try:
+                return Trainer.resume(store, rec["id"])
+            except StoreError as err:
+                warnings.warn(f"run {rec['id']} ({cfg.name}): {err}; training it again from "
+                              f"step 0", stacklevel=2)
+        trainer = Trainer(cfg, store=store)
+        trainer.run_id = rec["id"]
+        store.mark_resumed(rec["id"], 0)
+        return trainer
+    return Trainer(cfg, store=store)
 
 
 _WORKER_STORE: Any = None
