@@ -38,6 +38,7 @@ DTYPES = ("float32", "float64")
 NORMALIZATIONS = ("channel", "global", "none")
 DECAY_RULES = ("all", "weights", "none")
 LAM_SCHEDULES = ("constant", "autol2")
+INT_MAX = 2**63 - 1  # integers are stored as SQLite INTEGER (int64) and seeded into torch
 
 # Section names accepted in nested configs; ``name`` inside a section means this flat key.
 SECTIONS = {
@@ -49,6 +50,9 @@ SECTIONS = {
     "eval": None,
     "checkpoint": None,
 }
+_SECTION_EXAMPLES = {"data": "name: digits, n_train: 1000", "model": "name: fc, width: 256",
+                     "optim": "name: sgd, lr: 0.1", "l2": "lam: 0.001", "train": "steps: 1000",
+                     "eval": "eval_every: 100", "checkpoint": "checkpoint_every: 1000"}
 
 
 @dataclass
@@ -114,6 +118,7 @@ class Config:
     eval_batch_size: int = 2048
     norms_per_tensor: bool = True  # record ‖θ_i‖ of every parameter tensor
     norm_probes: bool = False  # per tensor: ‖∇L‖, ‖w‖·‖∇L‖, cos(w, ∇L), effective LR, angle
+    norm_probes_per_unit: bool = False  # + per output unit (dim 0): ‖w_u‖, angle, ‖ḡ_u‖ spread
     # --- checkpoints ---
     checkpoint_every: int = 0  # steps between checkpoints (0: only on interrupt)
     checkpoint_dir: str | None = None  # default: beside the store
@@ -152,19 +157,33 @@ def make_config(*sources: Mapping[str, Any] | Config | None, **overrides: Any) -
 
 
 def flatten(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """Flatten nested sections into flat keys; reject unknown keys with the allowed names."""
+    """Flatten nested sections into flat keys; reject unknown keys with the allowed names, and
+    a key set twice in one mapping (``lr`` and ``optim.lr``) rather than let one silently win."""
     flat: dict[str, Any] = {}
+    where: dict[str, str] = {}
+
+    def put(target: str, value: Any, spelled: str) -> None:
+        if target in flat:
+            raise ConfigError(f"{target} is set twice, as '{where[target]}' and '{spelled}'; "
+                              "set it in one place")
+        flat[target], where[target] = value, spelled
+
     for key, value in mapping.items():
         if not isinstance(key, str):
             raise ConfigError(f"config keys must be strings, got {key!r}")
+        if key in SECTIONS and key not in CONFIG_KEYS and value is None:
+            continue  # an empty section ("optim:" with every key commented out)
         if key in SECTIONS and isinstance(value, Mapping):
             for sub_key, sub_value in value.items():
                 target = SECTIONS[key] if sub_key == "name" and SECTIONS[key] else sub_key
                 if target == "name" or target not in CONFIG_KEYS:
                     raise ConfigError(_unknown_key_message(f"{key}.{sub_key}"))
-                flat[target] = sub_value
+                put(target, sub_value, f"{key}.{sub_key}")
         elif key in CONFIG_KEYS:
-            flat[key] = value
+            put(key, value, key)
+        elif key in SECTIONS:
+            raise ConfigError(f"config section '{key}' must be a mapping of keys to values, "
+                              f"e.g. {key}: {{{_SECTION_EXAMPLES[key]}}}; got {_short(value)}")
         else:
             raise ConfigError(_unknown_key_message(key))
     return flat
@@ -188,23 +207,55 @@ def _unknown_key_message(key: str) -> str:
 
     close = difflib.get_close_matches(key.split(".")[-1], CONFIG_KEYS, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown config key '{key}'{hint}; run `l2dynamics keys` to list them"
+    return f"unknown config key {key!r}{hint}; run `l2dynamics keys` to list them"
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file as data (never evaluated)."""
+class _DataLoader(yaml.SafeLoader):
+    """YAML as plain data: the safe loader (no ``!!python/...`` tags, nothing is called) that
+    also refuses a key given twice in one mapping instead of keeping the last silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *base" then overriding keys is YAML's own idiom
+            key = self.construct_object(key_node, deep=True)
+            with contextlib.suppress(TypeError):  # unhashable: the safe loader reports it
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    duplicate = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if duplicate is not None:
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return dict(pairs)
+
+
+def load_config_file(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML or JSON config file as data (never evaluated; see `_DataLoader`)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory; give a YAML or JSON file")
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
         text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {path} is not valid YAML/JSON: {_one_line(err)}") from None
+        data = (json.loads(text, object_pairs_hook=_unique_pairs) if path.suffix == ".json"
+                else yaml.load(text, Loader=_DataLoader))  # a SafeLoader subclass
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: JSON, UTF-8, duplicate keys
+        raise ConfigError(f"{what} {path} is not valid YAML/JSON: {_one_line(err)}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+        raise ConfigError(f"{what} {path} must hold a mapping of keys to values")
     return dict(data)
 
 
@@ -215,7 +266,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"override '{item}' must look like key=value")
+            raise ConfigError(f"override {item!r} must look like key=value")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
@@ -225,7 +276,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         for parent in parents:
             existing = target.setdefault(parent, {})
             if not isinstance(existing, dict):
-                raise ConfigError(f"override '{item}' conflicts with '{parent}={existing}'")
+                raise ConfigError(f"override {item!r} conflicts with {f'{parent}={existing}'!r}")
             target = existing
         target[leaf] = value
     return out
@@ -233,6 +284,15 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 
 def _one_line(err: Exception) -> str:
     return " ".join(str(err).split())
+
+
+def _short(value: Any) -> str:
+    """repr of `value` cut to 60 characters, for huge numbers and long strings in messages."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's limit on digits for str()
+        return f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
+    return text if len(text) <= 60 else text[:56] + " ..."
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -247,13 +307,18 @@ def _validate(flat: dict[str, Any]) -> Config:
     v.boolean("download")
     v.integer("n_train", minimum=1, optional=True)
     v.integer("n_test", minimum=1, optional=True)
-    v.integer("data_seed", minimum=0)
+    v.integer("data_seed", minimum=0, maximum=2**32 - 1)  # numpy's SeedSequence range
     v.boolean("augment")
     v.choice("normalize", NORMALIZATIONS)
     if not isinstance(values["data_options"], Mapping):
         raise ConfigError("data_options must be a mapping of dataset options, "
                           "e.g. {label_noise: 0.1}")
     values["data_options"] = dict(values["data_options"])
+    try:  # stored as JSON with the run: plain data only
+        json.dumps(values["data_options"], allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"data_options must hold plain data (numbers, strings, lists, "
+                          f"mappings), got {_short(values['data_options'])}: {err}") from None
     v.choice("model", MODEL_NAMES)
     v.integer("width", minimum=1, optional=True)
     v.integer("depth", minimum=1, optional=True)
@@ -304,12 +369,16 @@ def _validate(flat: dict[str, Any]) -> Config:
     v.integer("seed", minimum=0)
     v.choice("device", DEVICES)
     v.choice("dtype", DTYPES)
-    v.integer("eval_per_decade", minimum=1)
+    v.integer("eval_per_decade", minimum=1, maximum=1000)  # denser: use eval_every
     v.integer("eval_every", minimum=0)
     v.integer("eval_train_size", minimum=0)
     v.integer("eval_batch_size", minimum=1)
     v.boolean("norms_per_tensor")
     v.boolean("norm_probes")
+    v.boolean("norm_probes_per_unit")
+    if values["norm_probes_per_unit"] and not values["norm_probes"]:
+        raise ConfigError("norm_probes_per_unit=true adds to the per-tensor probes and needs "
+                          "norm_probes=true (got norm_probes=false)")
     v.integer("checkpoint_every", minimum=0)
     v.optional_str("checkpoint_dir")
     v.optional_str("name")
@@ -368,6 +437,8 @@ class _Validator:
             number = float(value)
         except ValueError:
             raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        except OverflowError:  # an int beyond the float range
+            raise ConfigError(f"{key} must be a finite number, got {_short(value)}") from None
         if not math.isfinite(number):
             raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return number
@@ -402,7 +473,8 @@ class _Validator:
             self._check_range(key, number, minimum, False, below)
         self.values[key] = numbers
 
-    def integer(self, key: str, *, minimum: int | None = None, optional: bool = False) -> None:
+    def integer(self, key: str, *, minimum: int | None = None, optional: bool = False,
+                maximum: int = INT_MAX) -> None:
         value = self.values[key]
         if value is None and optional:
             return
@@ -414,5 +486,7 @@ class _Validator:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         if minimum is not None and value < minimum:
-            raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+            raise ConfigError(f"{key} must be >= {minimum}, got {_short(value)}")
+        if value > maximum:
+            raise ConfigError(f"{key} must be <= {maximum}, got {_short(value)}")
         self.values[key] = value

@@ -20,3 +20,7 @@ class DataError(L2DynamicsError):
 
 class StoreError(L2DynamicsError):
     """The run store cannot be opened or does not hold what was asked for."""
+
+
+class ResourceError(L2DynamicsError):
+    """A run would need more memory than is available (see ``l2dynamics.train.memory``)."""

@@ -71,7 +71,9 @@ def estimate_peak(steps, accuracy, *, window: float = 0.2, delta: float = 0.005)
     smooth = smooth_log_time(steps, acc, window)
     i_smooth = int(np.nanargmax(smooth))
     best = smooth[i_smooth]
-    i_onset = int(np.nonzero(smooth >= best - delta)[0][0])
+    # a few ulps of slack: window means of equal values may differ in the last bit, and with
+    # delta = 0 that rounding alone would move the onset of a flat curve off its first step
+    i_onset = int(np.nonzero(smooth >= best - delta - 1e-12 * max(1.0, abs(best)))[0][0])
     return PeakEstimate(raw=float(steps[i_raw]), smoothed=float(steps[i_smooth]),
                         onset=float(steps[i_onset]), peak_raw=float(acc[i_raw]),
                         peak_smoothed=float(best))

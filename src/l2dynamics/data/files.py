@@ -132,6 +132,8 @@ def read_idx(path: Path, magic: int, *, what: str = "mnist") -> np.ndarray:
 
 def _read_mnist_split(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
     x = read_idx(images, IDX_IMAGES)
+    if len(x) == 0:
+        raise DataError(f"mnist: {images} holds 0 images; expected at least 1")
     if x.shape[1:] != (28, 28):
         raise DataError(f"mnist: {images} holds {x.shape[1]}x{x.shape[2]} images, expected 28x28")
     y = read_idx(labels, IDX_LABELS)
@@ -252,6 +254,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"cifar10: {path} data is {data.dtype} {data.shape}, expected uint8 (N, 3072)"
         )
+    if len(data) == 0:
+        raise DataError(f"cifar10: {path} holds 0 images; expected uint8 (N, 3072) with N >= 1")
     try:
         labels = np.asarray(labels, dtype=np.int64)
     except (TypeError, ValueError):

@@ -24,6 +24,7 @@ from torch.func import functional_call, jacrev, vjp, vmap
 from l2dynamics.errors import ConfigError
 from l2dynamics.models.fc import FullyConnected
 from l2dynamics.models.layers import Dense, Erf
+from l2dynamics.train.memory import check_memory, kernel_memory
 
 # Elementwise activations `make_activation` builds; anything else (norms, WN) → generic path.
 _ELEMENTWISE = (nn.ReLU, Erf, nn.Tanh, nn.GELU, nn.Identity)
@@ -77,6 +78,12 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
     if not generic and _fc_layers(model) is not None:
         return fc_empirical_ntk(model, x1, x2, chunk_size=chunk_size, full=full)
     ref = next(model.parameters())
+    outputs = _outputs(model)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n2 = len(x1) if x2 is None else len(x2)  # blocks, rows, result: 3 copies; 2 Jacobians
+    _check_ntk_memory(model, len(x1), n2, full, copies=3,
+                      extra=2 * min(chunk_size, len(x1)) * outputs * n_params,
+                      knob=", a smaller chunk_size")
     x1 = x1.to(device=ref.device, dtype=ref.dtype)
     symmetric = x2 is None or x2 is x1
     x2 = x1 if symmetric else x2.to(device=ref.device, dtype=ref.dtype)
@@ -103,6 +110,23 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
                 row.append(upper.permute(1, 0, 3, 2) if full else upper.transpose(0, 1))
         rows.append(torch.cat(row, dim=1))
     return torch.cat(rows, dim=0)
+
+
+def _outputs(model: nn.Module) -> int:
+    readout = getattr(model, "readout", None)
+    return int(getattr(readout, "out_features", 1))
+
+
+def _check_ntk_memory(model: nn.Module, n1: int, n2: int, full: bool, *, copies: int,
+                      extra: int, knob: str = "") -> None:
+    """Refuse (ResourceError) an NTK of n1 × n2 (× outputs² if full) that cannot fit:
+    `copies` of it and `extra` numbers of working memory, in the model's dtype and device."""
+    ref = next(model.parameters())
+    size = ref.element_size()
+    outputs = _outputs(model) ** 2 if full else 1
+    estimate = kernel_memory(n1, n2 * outputs, itemsize=size, copies=copies, extra=extra * size)
+    knob = f"fewer inputs (now {n1} × {n2})" + knob + (" or full=False" if full else "")
+    check_memory(estimate, what="empirical NTK", knob=knob, device=ref.device)
 
 
 # ---------------------------------------------------------------- fully connected fast path
@@ -188,6 +212,11 @@ def fc_empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None
                           f"(got {type(model).__name__}); use empirical_ntk for other models")
     ref = next(model.parameters())
     symmetric = x2 is None or x2 is x1
+    n2 = len(x1) if x2 is None else len(x2)  # θ, g, a product, the symmetrized copy; a and δ
+    per_sample = sum(d.in_features + model.readout.out_features * d.out_features
+                     for _, d in layers)
+    _check_ntk_memory(model, len(x1), n2, full, copies=4,
+                      extra=(len(x1) + (0 if symmetric else n2)) * per_sample)
     x1 = model.features[0](x1.to(device=ref.device, dtype=ref.dtype))
     acts1, deltas1 = _all_features(layers, x1, chunk_size)
     if symmetric:

@@ -17,6 +17,26 @@ At every probe-clock point, over the updates since the previous one (the window)
 
 θ is computed per whole tensor. The angle uses atan2(‖w × w'‖, ⟨w, w'⟩) in float64, accurate
 for the tiny angles (~1e-3 rad) of late training where arccos of a rounded cosine is not.
+
+Per unit (``per_unit=True``, tensors with ≥ 2 dimensions): a weight followed by a
+normalization is scale-invariant separately in each output unit u — the slice w_u = w[u] along
+dim 0 (a row of a Linear weight, an output filter of a Conv weight) — so the equilibrium
+formulas hold unit by unit. Over the same window, per unit: the mean of ‖w_u‖² (before each
+update), the mean of ‖∇L_u‖² (data loss) and the RMS of the angular update θ_u per optimizer
+step (radians, same atan2 form). Summaries across the U units, one scalar each per window
+(the history is a flat metric table); CV = population standard deviation / mean (0 when the
+mean is 0, i.e. all units 0):
+
+- ``unit_norm_min/<t>``, ``unit_norm_max/<t>``, ``unit_norm_cv/<t>``: of √(mean ‖w_u‖²);
+- ``unit_angle_rms_min/<t>``, ``unit_angle_rms_max/<t>``, ``unit_angle_rms_cv/<t>``: of the RMS
+  θ_u (rad per step);
+- ``unit_gbar_cv/<t>``: of √(mean ‖w_u‖² · mean ‖∇L_u‖²), the unit gradient ‖ḡ_u‖ =
+  ‖w_u‖·‖∇L_u‖ from the window means.
+
+:meth:`NormProbe.unit_arrays` returns the last window's full per-unit arrays, so that each unit
+can be compared with its own prediction, e.g. plain SGD (scale-invariant w_u):
+E‖w_u‖² = η·E‖∇L_u‖²/(λ(2 − ηλ)) and RMS θ_u ≈ arccos(1 − ηλ). They are recorded for every
+≥ 2-D tensor; the predictions apply to the scale-invariant ones only.
 """
 
 from __future__ import annotations
@@ -24,6 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 
@@ -48,19 +69,60 @@ def angle_between(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.atan2(na * float(residual.norm()), dot)
 
 
+def unit_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The angle between a[u] and b[u] for every unit u (slice along dim 0), in radians, float64:
+    :func:`angle_between` vectorized over units (0 where either slice is zero)."""
+    a = a.reshape(a.shape[0], -1).double()
+    b = b.reshape(b.shape[0], -1).double()
+    dot = (a * b).sum(1)
+    na_sq = (a * a).sum(1)
+    nb_sq = (b * b).sum(1)
+    ok = (na_sq > 0) & (nb_sq > 0)
+    coef = torch.where(ok, dot / torch.where(ok, na_sq, torch.ones_like(na_sq)),
+                       torch.zeros_like(dot))
+    residual = b - coef[:, None] * a
+    theta = torch.atan2(na_sq.sqrt() * residual.norm(dim=1), dot)
+    return torch.where(ok, theta, torch.zeros_like(theta))
+
+
+def _cv(x: np.ndarray) -> float:
+    """Coefficient of variation std/mean (population std) of non-negative values; 0 if mean 0."""
+    mean = float(x.mean())
+    return float(x.std()) / mean if mean > 0 else 0.0
+
+
 class NormProbe:
-    """Angular updates every step and gradient statistics at probe steps, for `named` tensors."""
+    """Angular updates every step and gradient statistics at probe steps, for `named` tensors.
+
+    `optimizer` ("sgd" | "adam" | "adamw") and `momentum` (heavy-ball μ, SGD only) set the
+    effective-LR formula. ``per_unit=True`` adds the per-unit window statistics of the module
+    docstring for every tensor with ≥ 2 dimensions (vectorized over units, float64)."""
 
     def __init__(self, named: Sequence[tuple[str, torch.nn.Parameter]], optimizer: str,
-                 momentum: float = 0.0):
+                 momentum: float = 0.0, *, per_unit: bool = False):
         self.named = [(n, p) for n, p in named if p.ndim >= 1]
         self.optimizer, self.momentum = optimizer, momentum
+        self.per_unit = per_unit
         self._before: list[torch.Tensor] = []
         self._sum = {n: 0.0 for n, _ in self.named}
         self._sumsq = {n: 0.0 for n, _ in self.named}
         self._grad_sq = {n: 0.0 for n, _ in self.named}
         self._norm_sq = {n: 0.0 for n, _ in self.named}
         self._count = 0
+        # per unit: float64 accumulators on the parameter's device (no host sync per step)
+        self._units = [n for n, p in self.named if per_unit and p.ndim >= 2]
+        self._u_norm_sq: dict[str, torch.Tensor] = {}
+        self._u_grad_sq: dict[str, torch.Tensor] = {}
+        self._u_angle_sq: dict[str, torch.Tensor] = {}
+        self._last_units: dict[str, dict[str, np.ndarray]] = {}
+        self._reset_units()
+
+    def _reset_units(self) -> None:
+        params = dict(self.named)
+        for name in self._units:
+            p = params[name]
+            for acc in (self._u_norm_sq, self._u_grad_sq, self._u_angle_sq):
+                acc[name] = torch.zeros(p.shape[0], dtype=torch.float64, device=p.device)
 
     def before_step(self) -> None:
         """Call after the data-loss backward, before the L2 term and the optimizer step."""
@@ -69,12 +131,19 @@ class NormProbe:
             if p.grad is not None:
                 self._grad_sq[name] += float(p.grad.detach().double().norm()) ** 2
             self._norm_sq[name] += float(w.norm()) ** 2
+            if name in self._u_norm_sq:
+                self._u_norm_sq[name] += w.reshape(w.shape[0], -1).square().sum(1)
+                if p.grad is not None:
+                    g = p.grad.detach().double()
+                    self._u_grad_sq[name] += g.reshape(g.shape[0], -1).square().sum(1)
 
     def after_step(self) -> None:
         for (name, p), before in zip(self.named, self._before, strict=True):
             theta = angle_between(before, p.detach())
             self._sum[name] += theta
             self._sumsq[name] += theta * theta
+            if name in self._u_angle_sq:
+                self._u_angle_sq[name] += unit_angles(before, p.detach()).square()
         self._count += 1
         self._before = []
 
@@ -93,7 +162,7 @@ class NormProbe:
 
     def window_metrics(self, lr: float) -> dict[str, float]:
         """Angular update mean/RMS over the window since the last call, and the effective LR
-        now; resets the window."""
+        now (and with ``per_unit`` the ``unit_*`` summaries); resets the window."""
         out = {}
         for name, p in self.named:
             norm = float(p.detach().double().norm())
@@ -105,5 +174,39 @@ class NormProbe:
                 out[f"norm_ms/{name}"] = self._norm_sq[name] / self._count
             self._sum[name] = self._sumsq[name] = 0.0
             self._grad_sq[name] = self._norm_sq[name] = 0.0
+        out.update(self._unit_window_metrics())
         self._count = 0
         return out
+
+    def _unit_window_metrics(self) -> dict[str, float]:
+        """The per-unit summaries of the window (none when it is empty); keeps its arrays for
+        :meth:`unit_arrays` and resets the per-unit accumulators."""
+        out: dict[str, float] = {}
+        if self._count and self._units:
+            self._last_units = {}
+            for name in self._units:
+                arrays = {
+                    "norm_ms": (self._u_norm_sq[name] / self._count).cpu().numpy(),
+                    "grad_ms": (self._u_grad_sq[name] / self._count).cpu().numpy(),
+                    "angle_rms": (self._u_angle_sq[name] / self._count).sqrt().cpu().numpy(),
+                }
+                self._last_units[name] = arrays
+                norm = np.sqrt(arrays["norm_ms"])
+                angle = arrays["angle_rms"]
+                out[f"unit_norm_min/{name}"] = float(norm.min())
+                out[f"unit_norm_max/{name}"] = float(norm.max())
+                out[f"unit_norm_cv/{name}"] = _cv(norm)
+                out[f"unit_angle_rms_min/{name}"] = float(angle.min())
+                out[f"unit_angle_rms_max/{name}"] = float(angle.max())
+                out[f"unit_angle_rms_cv/{name}"] = _cv(angle)
+                out[f"unit_gbar_cv/{name}"] = _cv(np.sqrt(arrays["norm_ms"] * arrays["grad_ms"]))
+        self._reset_units()
+        return out
+
+    def unit_arrays(self) -> dict[str, dict[str, np.ndarray]]:
+        """The last completed window's per-unit arrays (float64, length U = size of dim 0), per
+        tensor: ``norm_ms`` = mean ‖w_u‖² before each update, ``grad_ms`` = mean ‖∇L_u‖² of the
+        data loss, ``angle_rms`` = RMS angular update of w_u in radians per optimizer step.
+        Empty before the first window or without ``per_unit``; copies, safe to keep."""
+        return {name: {k: v.copy() for k, v in arrays.items()}
+                for name, arrays in self._last_units.items()}

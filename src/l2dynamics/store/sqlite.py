@@ -112,6 +112,12 @@ class RunStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout = 60000")
+            tables = {r[0] for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if (tables or not create) and "meta" not in tables:
+                self._conn.close()
+                raise StoreError(f"{self.path} is not an l2dynamics run store (a SQLite file "
+                                 "without its 'meta' table); give the path of a run store")
             _retry_locked(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")

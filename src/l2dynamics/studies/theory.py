@@ -38,6 +38,7 @@ from l2dynamics.probes.kernel import empirical_ntk
 from l2dynamics.theory import fc_kernels
 from l2dynamics.theory.flow import flow_metrics, kernel_flow
 from l2dynamics.train import Trainer
+from l2dynamics.train.memory import check_memory, kernel_memory
 
 
 @dataclass
@@ -411,13 +412,16 @@ def time_verdict(fits: pd.DataFrame) -> pd.DataFrame:
 # --- the study ----------------------------------------------------------------------------------
 
 
-def run_theory_study(study: TheoryStudy | None = None,
-                     progress: Callable[[str], None] | None = None) -> TheoryResult:
-    """Run the whole study (theory grid, linear contrast, finite networks)."""
-    study = study or TheoryStudy()
-    base = Trainer(network_config(study, width=16, lam=1.0, lr_flow=1.0, steps=1))
-    x_train = base.data.x_train.double()
-    x_test = base.data.x_test.double()
+def _check_study(study: TheoryStudy) -> None:
+    """Refuse bad sizes and horizons, and kernels that cannot fit, before any data exists."""
+    for name in ("n_train", "n_test"):
+        value = getattr(study, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    for name in ("horizon", "theory_horizon"):
+        value = getattr(study, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a finite number > 0 (λ·t), got {value!r}")
     if not (math.isfinite(study.window_delta) and 0 <= study.window_delta < 1):
         raise ConfigError(f"window_delta must be in [0, 1), got {study.window_delta}")
     if study.theory_init not in ("zero", "nngp"):
@@ -427,6 +431,21 @@ def run_theory_study(study: TheoryStudy | None = None,
                           f"got {study.lr_fraction}")
     if not (math.isfinite(study.label_scale) and study.label_scale > 0):
         raise ConfigError(f"label_scale must be a finite number > 0, got {study.label_scale}")
+    if not study.seeds or len(set(study.seeds)) != len(study.seeds):
+        raise ConfigError(f"seeds must be distinct integers, at least one; got {study.seeds}")
+    n = study.n_train + study.n_test
+    check_memory(kernel_memory(n, n, matrices=2), what="computing the theory study's kernels",
+                 knob=f"fewer points (n_train + n_test = {n}; --n-train, --n-test)")
+
+
+def run_theory_study(study: TheoryStudy | None = None,
+                     progress: Callable[[str], None] | None = None) -> TheoryResult:
+    """Run the whole study (theory grid, linear contrast, finite networks)."""
+    study = study or TheoryStudy()
+    _check_study(study)
+    base = Trainer(network_config(study, width=16, lam=1.0, lr_flow=1.0, steps=1))
+    x_train = base.data.x_train.double()
+    x_test = base.data.x_test.double()
     x_all = torch.cat([x_train, x_test])
     nngp_all, ntk_all = (k.numpy() for k in fc_kernels(x_all, depth=study.depth,
                                                        weight_var=study.weight_var))
@@ -445,8 +464,6 @@ def run_theory_study(study: TheoryStudy | None = None,
         f0 = (sample[:n], sample[n:])
     curves, times, fits = theory_grid(study, kernels, y_train, labels_test, f0)
     frames, comparisons, hessians = [], [], []
-    if not study.seeds or len(set(study.seeds)) != len(study.seeds):
-        raise ConfigError(f"seeds must be distinct integers, at least one; got {study.seeds}")
     for width in study.widths:
         for lam in study.lams:
             for seed in study.seeds:

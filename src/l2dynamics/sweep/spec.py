@@ -20,6 +20,7 @@ name the field; :meth:`Sweep.configs` returns validated :class:`~l2dynamics.conf
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,16 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _canonical(value: Any) -> str:
+    """Equal config values give equal strings (0 and 0.0, [0.9, 0.99] and (0.9, 0.99))."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return repr(float(value))
+        except OverflowError:
+            return repr(value)
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
 def load_sweep(spec: str | Path | Mapping[str, Any] | Sweep) -> Sweep:
     """Read and validate a sweep spec (YAML/JSON path or mapping); expand it once to check
     every config. Raises :class:`ConfigError` with one line naming the offending field."""
@@ -105,7 +116,7 @@ def load_sweep(spec: str | Path | Mapping[str, Any] | Sweep) -> Sweep:
     default_name = "sweep"
     if isinstance(spec, (str, Path)):
         default_name = Path(spec).stem
-        spec = load_config_file(spec)
+        spec = load_config_file(spec, what="sweep spec")
     if not isinstance(spec, Mapping):
         raise ConfigError(f"sweep spec must be a mapping, got {type(spec).__name__}")
     unknown = [k for k in spec if k not in SPEC_KEYS]
@@ -141,6 +152,11 @@ def load_sweep(spec: str | Path | Mapping[str, Any] | Sweep) -> Sweep:
             raise ConfigError(f"sweep grid.{key} must be a non-empty list of values")
         if key in base:
             raise ConfigError(f"sweep grid.{key} conflicts with base.{key}: set it in one place")
+        seen = [_canonical(v) for v in values]
+        again = [v for i, v in enumerate(values) if seen[i] in seen[:i]]
+        if again:
+            raise ConfigError(f"sweep grid.{key} lists {_fmt(again[0])} twice; each value must "
+                              "appear once (a repeated run would be skipped as already done)")
         grid[key] = list(values)
 
     budget = _load_budget(spec.get("budget"))

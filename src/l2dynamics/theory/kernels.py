@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from l2dynamics.errors import ConfigError
+from l2dynamics.train.memory import check_memory, kernel_memory
 
 KERNEL_ACTIVATIONS = ("relu", "erf", "linear")
 _CHUNK_ELEMENTS = 1 << 20  # entries per row block (8 MB per float64 temporary)
@@ -113,6 +114,8 @@ def fc_kernels(x1, x2=None, *, depth: int, weight_var: float = 2.0, bias_var: fl
     d1 = _diagonal(a, depth, **kw)
     d2 = d1 if symmetric else _diagonal(b, depth, **kw)
     n1, n2 = a.shape[0], b.shape[0]
+    check_memory(kernel_memory(n1, n2, matrices=2, extra=8 * 8 * min(_CHUNK_ELEMENTS, n1 * n2)),
+                 what="fc_kernels (NNGP and NTK in float64)")
     nngp = torch.empty(n1, n2, dtype=torch.float64)
     ntk = torch.empty(n1, n2, dtype=torch.float64)
     rows = max(1, _CHUNK_ELEMENTS // max(n2, 1))

@@ -83,6 +83,7 @@ from l2dynamics.train.loop import (
     run_summary,
 )
 from l2dynamics.train.loss import correct_count, make_loss
+from l2dynamics.train.memory import check_run_memory
 from l2dynamics.train.optim import lr_factor
 
 MEMBER_KEYS = ("lam", "lr", "seed", "decoupled_wd", "steps", "name")
@@ -273,6 +274,8 @@ class EnsembleTrainer:
                               f"ensemble: {reason}")
         cfg = self.cfg = self.configs[0]  # the shared settings
         self.device, self.dtype, self.data, self.loss_fn = run_setup(cfg, dataset)
+        check_run_memory(max(self.configs, key=lambda c: c.steps), self.data, self.device,
+                         members=len(self.configs), stacked=True)  # before K models exist
         self.classification = self.data.task == "classification"
         # The training loss under vmap. MSE to one-hot targets calls F.one_hot, which checks
         # its labels on the host and so cannot see a batched label tensor: build the one-hot

@@ -41,6 +41,7 @@ from l2dynamics.store.sqlite import pivot_metrics
 from l2dynamics.train.checkpoint import load_checkpoint, save_checkpoint
 from l2dynamics.train.clock import eval_steps
 from l2dynamics.train.loss import make_loss
+from l2dynamics.train.memory import check_run_memory
 from l2dynamics.train.optim import build_optimizer, lr_factor
 
 LOSS_SYNC_EVERY = 32  # steps between host syncs for the non-finite-loss check
@@ -221,6 +222,7 @@ class Trainer:
         cfg = self.cfg
         self.device, self.dtype, self.data, self.loss_fn = run_setup(cfg, dataset)
         self.classification = self.data.task == "classification"
+        check_run_memory(cfg, self.data, self.device)  # refuse before allocating the model
         self.model = init_model(cfg, self.data, self.device, self.dtype)
         self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.decay = split_decay(self.model, cfg.decay_params)
@@ -244,7 +246,8 @@ class Trainer:
             from l2dynamics.probes.norms import NormProbe
 
             self.norm_probe = NormProbe(self.named_params, cfg.optimizer,
-                                        cfg.momentum if cfg.optimizer == "sgd" else 0.0)
+                                        cfg.momentum if cfg.optimizer == "sgd" else 0.0,
+                                        per_unit=cfg.norm_probes_per_unit)
         self._clock_set: set[int] = set()
         self._stop_requested = False
         self._losses: list[torch.Tensor] = []  # detached batch losses since the last sync
