@@ -495,6 +495,15 @@ def theory(
     out.print("figures: " + ", ".join(str(f) for f in figures))
 
 
+def _open_store(store: Path | None) -> None:
+    """Open (creating if absent) the run store once, so a path that is a folder or not a
+    SQLite file is refused up front (StoreError) rather than after the work has begun."""
+    from l2dynamics.store import RunStore
+
+    with RunStore(store):
+        pass
+
+
 def _print_frame(title: str, frame: Any) -> None:
     table = Table(title=title, title_justify="left")
     for column in frame.columns:
@@ -556,6 +565,7 @@ def sweep(
         raise ConfigError(f"--engine {engine!r} is not allowed; use {', '.join(ENGINES)}")
     if engine == "vectorized" and executor == "local":
         engine_units(configs, engine)  # a group that cannot be vectorized: one line, exit 2
+    _open_store(store)  # an unusable --store: one line before the progress bar, exit 2
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=err, transient=False)
     with progress:
@@ -725,6 +735,7 @@ def tune(
     task = TuningTask(config.stem if config else "config", base, budget,
                       grid=[x for x in lams if x > 0],
                       seeds=_number_list(seeds, "--seeds", minimum=0, integer=True))
+    _open_store(store)  # an unusable --store: one line, exit 2, before any run starts
     res = run_tuning_task(task, store, workers=workers, use_optuna=optuna,
                           cache_dir=store.parent / "tuning_cache",
                           log=lambda msg: err.print(f"[dim]{msg}[/]"))
@@ -748,18 +759,57 @@ def norms(
                                       help="Relaxation times before measuring."),
     seed: int = typer.Option(0, help="Seed of every run."),
     out_dir: Path | None = typer.Option(None, "--out", help="Write the table (CSV) here."),
+    optimizers: str = typer.Option("adam,sgd", "--optimizers",
+                                   help="grid: which optimizers' η×λ grids (adam, sgd)."),
+    steps: int | None = typer.Option(None, help="grid/bridge: steps per run (default: the "
+                                                "study's own)."),
+    seeds: str = typer.Option("", help="grid/bridge: seeds, comma-separated (default: the "
+                                       "study's own)."),
+    store: Path = typer.Option(Path("runs/norms.sqlite"),
+                               help="grid/bridge: run store (finished runs are reused)."),
+    workers: int = typer.Option(1, "-j", "--workers", help="grid/bridge: parallel processes."),
+    lrs: str = typer.Option("", "--lrs", help="grid: η values (default: the optimizer's own)."),
+    lams: str = typer.Option("", "--lams", help="grid/bridge: λ values (default: the study's "
+                                                "own)."),
 ) -> None:
     """Normalization studies (van Laarhoven 2017). `equilibrium`: measured/predicted weight
     norm and RMS angular update of every scale-invariant tensor of a BN network, per optimizer,
     after --relax-times relaxation times. `traces`: ‖w‖, effective LR and angular update
     against step for λ ∈ {0, 1e-3, 5e-3, 2e-2} (SGD) with the predictions (needs --out).
-    `projection`: final test error against λ, plain L2 vs the ‖w‖ = const update (Adam)."""
+    `projection`: final test error against λ, plain L2 vs the ‖w‖ = const update (Adam).
+    `grid`: the η×λ grid per optimizer — test error heat map, the effective-LR collapse and
+    the fitted exponents (needs --out). `bridge`: t* and peak accuracy of a CNN without and
+    with BN under one λ grid (needs --out)."""
     from l2dynamics.config import parse_overrides
     from l2dynamics.studies.norms import CASES, equilibrium_check, norm_traces, projection_vs_l2
 
-    if study not in ("equilibrium", "traces", "projection"):
-        raise ConfigError(f"study {study!r} is not available; use: equilibrium, traces, "
-                          "projection")
+    studies = ("equilibrium", "traces", "projection", "grid", "bridge")
+    if study not in studies:
+        raise ConfigError(f"study {study!r} is not available; use: {', '.join(studies)}")
+    if study in ("grid", "bridge"):
+        if out_dir is None:
+            raise ConfigError(f"norms {study} writes figures: give --out DIR")
+        if workers < 1:
+            raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+        if steps is not None and steps < 1:
+            raise ConfigError(f"--steps must be ≥ 1, got {steps}")
+        kw: dict = {"store": store, "workers": workers, "base": parse_overrides(overrides),
+                    "progress": lambda msg: err.print(f"[dim]{msg}[/]")}
+        if steps is not None:
+            kw["steps"] = steps
+        if seeds.strip():
+            kw["seeds"] = tuple(_number_list(seeds, "--seeds", minimum=0, integer=True))
+        grid = {k: tuple(_number_list(v, f"--{k}", positive=True)) for k, v in
+                (("lrs", lrs), ("lams", lams)) if v.strip()}
+        if study == "bridge" and "lrs" in grid:
+            raise ConfigError("--lrs applies to the grid study only (set lr with --set)")
+        store.parent.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if study == "grid":
+            _norms_grid(optimizers, out_dir, kw, grid)
+        else:
+            _norms_bridge(out_dir, {**kw, **({"lams": grid["lams"]} if "lams" in grid else {})})
+        return
     if study == "projection":
         table = projection_vs_l2(base=parse_overrides(overrides),
                                  progress=lambda msg: err.print(f"[dim]{msg}[/]"))
@@ -804,6 +854,112 @@ def norms(
         out_dir.mkdir(parents=True, exist_ok=True)
         table.to_csv(out_dir / "equilibrium.csv", index=False)
         out.print(f"table: {out_dir / 'equilibrium.csv'}")
+
+
+def _norms_grid(optimizers: str, out_dir: Path, kw: dict, grid: dict) -> None:
+    from l2dynamics.report.figures import plot_eta_lam_grid
+    from l2dynamics.studies.norms import GRIDS, collapse_summary, eta_lam_grid
+
+    names = [o.strip() for o in optimizers.split(",") if o.strip()]
+    if not names or any(o not in GRIDS for o in names):
+        raise ConfigError(f"--optimizers {optimizers!r}: use some of {', '.join(GRIDS)}")
+    summaries = {}
+    for opt in names:
+        values = {**GRIDS[opt], **grid}
+        table = eta_lam_grid(opt, values["lrs"], values["lams"],
+                             **{"steps": values["steps"], **kw,
+                                "base": {**values["base"], **kw["base"]}})
+        summary = collapse_summary(table)
+        summaries[opt] = summary
+        table.to_csv(out_dir / f"grid_{opt}.csv", index=False)
+        for key, what in (("fit", "effective LR"),
+                          ("fit_gbar_normalized", "effective LR × ‖ḡ‖^a")):
+            fit = summary.get(key)
+            if fit:
+                line = (f"{opt}: {what} ∝ η^{fit['p']:.3f} [{fit['ci_p'][0]:.3f}, "
+                        f"{fit['ci_p'][1]:.3f}] · λ^{fit['q']:.3f} [{fit['ci_q'][0]:.3f}, "
+                        f"{fit['ci_q'][1]:.3f}] over {fit['n']} relaxed runs (predicted "
+                        f"p = {summary['predicted_p']:.3f}, q = {summary['predicted_q']:.3f})")
+                if "supports" in fit:
+                    line += f"; supports {fit['supports']}"
+            else:
+                line = f"{opt}: no {what} fit ({summary.get(key + '_error')})"
+            out.print(line, highlight=False)
+        r2 = summary["collapse_r2"]
+        out.print(f"  test error explained (R², quadratic in log x): combination "
+                  f"{r2['predicted_combination']:.2f}, measured effective LR "
+                  f"{r2['measured_eff_lr']:.2f}, η alone {r2['lr_alone']:.2f}, λ alone "
+                  f"{r2['lam_alone']:.2f}", highlight=False)
+        out.print(f"figure: {plot_eta_lam_grid(table, summary, out_dir / f'grid_{opt}.png')}")
+    (out_dir / "grid.json").write_text(json.dumps(summaries, indent=1, default=float))
+
+
+def _norms_bridge(out_dir: Path, kw: dict) -> None:
+    from l2dynamics.report.figures import plot_bn_bridge
+    from l2dynamics.studies.norms import bn_bridge
+
+    result = bn_bridge(**kw)
+    for norm, res in result["norms"].items():
+        fit = res["fit"]
+        slope = (f"slope {fit['slope']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}] "
+                 f"over {int(fit['used'])} runs" if fit and fit.get("used") else "no fit")
+        out.print(f"norm={norm}: log t* vs log λ {slope} → {res['verdict']}; peak accuracy "
+                  f"range over λ {res['peak_acc_range']:.4f}", highlight=False)
+    (out_dir / "bridge.json").write_text(json.dumps(result, default=float))
+    out.print(f"figure: {plot_bn_bridge(result, out_dir / 'bridge.png')}")
+
+
+@app.command()
+@user_errors
+def reproduce(
+    suite: str = typer.Option("mini", help="mini (2-core CPU, embedded data, ~15 min) | paper "
+                              "(MNIST/CIFAR-10 files, GPU, many hours; resumable)."),
+    out_dir: Path = typer.Option(Path("report"), "--out", help="Report folder: index.html, "
+                                 "summary.json, figures/."),
+    store: Path | None = typer.Option(None, help="Run store (default: OUT/runs.sqlite); "
+                                      "finished runs are reused."),
+    workers: int = typer.Option(2, "-j", "--workers", help="Parallel training processes."),
+    only: list[str] = typer.Option([], "--only", help="Only these studies (repeatable)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="paper: MNIST/CIFAR files."),
+    steps_scale: float = typer.Option(1.0, "--steps-scale", help="paper: scale every run's "
+                                      "steps (e.g. 0.1 for a reduced run)."),
+    subset: int | None = typer.Option(None, "--subset", help="paper: training examples."),
+    browser_check: bool = typer.Option(False, "--browser-check", help="Open the report in "
+                                       "headless Chromium and check images and console."),
+) -> None:
+    """Reproduce both papers: every study, its figures and verdicts, one HTML report."""
+    import shlex
+
+    from l2dynamics.report.html import verdict_counts
+    from l2dynamics.studies.reproduce import reproduce as run_suite
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+    if subset is not None and subset < 1:
+        raise ConfigError(f"--subset must be ≥ 1, got {subset}")
+    command = "l2dynamics reproduce " + shlex.join(
+        [a for a in sys.argv[2:] if a] if len(sys.argv) > 1 and sys.argv[1] == "reproduce"
+        else ["--suite", suite, "--out", str(out_dir)])
+    summary = run_suite(suite, out_dir, store=store, workers=workers, only=only or None,
+                        data_dir=data_dir, steps_scale=steps_scale, subset=subset,
+                        command=command.strip(), log=lambda msg: err.print(f"[dim]{msg}[/]"))
+    for study in summary["studies"]:
+        out.print(f"[bold]{study['key']}[/] ({study['status']}, "
+                  f"{study['wall_seconds']:.0f} s)")
+        for c in study["claims"]:
+            ci = f" {c['ci']}" if c.get("ci") else ""
+            out.print(f"  [{c['verdict']}] {c['claim']} — {c['measured']}{ci}",
+                      highlight=False, markup=False)
+        if study["error"]:
+            out.print(f"  [red]failed:[/] {study['error']}", highlight=False)
+    counts = verdict_counts(summary)
+    out.print(f"{summary['wall_seconds']:.0f} s; verdicts {counts}; report: "
+              f"{out_dir / 'index.html'}", highlight=False)
+    if browser_check:
+        from l2dynamics.report.browser import check_report
+
+        result = check_report(out_dir)
+        out.print(f"browser: {result}", highlight=False)
 
 
 def main() -> None:

@@ -271,3 +271,126 @@ def plot_projection_study(table: pd.DataFrame, path: str | Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_eta_lam_grid(table: pd.DataFrame, summary: Mapping, path: str | Path) -> Path:
+    """Study 2, one optimizer: (a) final test error over the (η, λ) grid (seed mean) with lines
+    of constant predicted effective LR η^p·λ^q; (b) test error against that combination (the
+    collapse: one curve if it holds); (c) the measured late effective LR against it, relaxed
+    runs filled, with the fitted power law."""
+    p0, q0 = summary["predicted_p"], summary["predicted_q"]
+    opt = summary["optimizer"]
+    ok = table[table["status"] == "finished"]
+    grid = table.groupby(["lam", "lr"])["test_error"].mean().unstack("lr")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    ax = axes[0]
+    lrs, lams = grid.columns.to_numpy(float), grid.index.to_numpy(float)
+    mesh = ax.pcolormesh(np.arange(len(lrs) + 1), np.arange(len(lams) + 1), grid.to_numpy(),
+                         cmap="viridis_r", shading="flat")
+    fig.colorbar(mesh, ax=ax, label="final test error")
+    for i in range(len(lams)):
+        for j in range(len(lrs)):
+            value = grid.iloc[i, j]
+            ax.text(j + 0.5, i + 0.5, f"{value:.3f}", ha="center", va="center", fontsize=7,
+                    color="w" if mesh.norm(value) > 0.5 else "k")
+    # iso-lines η^p λ^q = const in index coordinates (log-spaced axes, linear interpolation)
+    lx = np.log(lrs)
+    ly = np.log(lams)
+    xs = np.linspace(lx.min(), lx.max(), 50)
+    for level in np.linspace(p0 * lx.min() + q0 * ly.min(), p0 * lx.max() + q0 * ly.max(), 7):
+        ys = (level - p0 * xs) / q0
+        inside = (ys >= ly.min()) & (ys <= ly.max())
+        if inside.sum() > 1:
+            ax.plot(np.interp(xs[inside], lx, np.arange(len(lrs))) + 0.5,
+                    np.interp(ys[inside], ly, np.arange(len(lams))) + 0.5, "w--", lw=0.8)
+    ax.set_xticks(np.arange(len(lrs)) + 0.5, [f"{v:g}" for v in lrs])
+    ax.set_yticks(np.arange(len(lams)) + 0.5, [f"{v:g}" for v in lams])
+    ax.set(xlabel="η", ylabel="λ", title=f"{opt}: test error; dashed: η^{p0:.2g}·λ^{q0:.2g} "
+           "= const")
+    combo = ok["lr"] ** p0 * ok["lam"] ** q0
+    ax = axes[1]
+    sc = ax.scatter(combo, ok["test_error"], c=np.log10(ok["lr"]), cmap="plasma", s=30)
+    fig.colorbar(sc, ax=ax, label="log10 η")
+    r2 = summary["collapse_r2"]
+    ax.set(xscale="log", xlabel=f"η^{p0:.2g}·λ^{q0:.2g} (predicted effective-LR scale)",
+           ylabel="final test error",
+           title=f"collapse R²: combination {r2['predicted_combination']:.2f}, "
+                 f"η {r2['lr_alone']:.2f}, λ {r2['lam_alone']:.2f}")
+    ax.grid(alpha=0.3, which="both", lw=0.5)
+    ax = axes[2]
+    relaxed = ok["relaxed"].to_numpy(bool)
+    ax.scatter(combo[relaxed], ok["eff_lr"][relaxed], c="k", s=25, label="relaxed (≥ 10τ)")
+    ax.scatter(combo[~relaxed], ok["eff_lr"][~relaxed], facecolors="none", edgecolors="gray",
+               s=25, label="not relaxed")
+    if summary.get("fit_gbar_normalized") and "gbar" in ok:
+        power = 1.0 if opt == "sgd" else 1.0 / 3.0
+        norm_eff = ok["eff_lr"] * ok["gbar"] ** power
+        scale = np.exp(np.mean(np.log(ok["eff_lr"][relaxed]) - np.log(norm_eff[relaxed])))
+        g = summary["fit_gbar_normalized"]
+        ax.scatter(combo[relaxed], scale * norm_eff[relaxed], marker="s", facecolors="none",
+                   edgecolors="tab:green", s=25,
+                   label=f"× ‖ḡ‖^{power:.2g} (rescaled): η^{g['p']:.2f} λ^{g['q']:.2f}")
+    fit = summary.get("fit")
+    if fit:
+        pts = ok[relaxed]
+        pred = np.exp(np.mean(np.log(pts["eff_lr"]) - fit["p"] * np.log(pts["lr"])
+                              - fit["q"] * np.log(pts["lam"])))
+        xs_ = pts["lr"] ** p0 * pts["lam"] ** q0
+        ax.plot(xs_, pred * pts["lr"] ** fit["p"] * pts["lam"] ** fit["q"], "r+", ms=9,
+                label=f"fit: η^{fit['p']:.2f} λ^{fit['q']:.2f} "
+                      f"(q CI [{fit['ci_q'][0]:.2f}, {fit['ci_q'][1]:.2f}])")
+    ax.set(xscale="log", yscale="log", xlabel=f"η^{p0:.2g}·λ^{q0:.2g}",
+           ylabel="measured late effective LR", title="effective LR at the end of training")
+    ax.grid(alpha=0.3, which="both", lw=0.5)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_bn_bridge(result: Mapping, path: str | Path) -> Path:
+    """Study 4: (a) t* against λ per run, without and with BN (hollow: censored or under-fit,
+    excluded from the fit), the fitted slope and a t* ∝ 1/λ guide; (b) peak test accuracy
+    against λ (seed mean); (c) the test-accuracy curves."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    colors = {"none": "tab:blue", "bn": "tab:red"}
+    for norm, res in result["norms"].items():
+        table = pd.DataFrame(res["table"])
+        color = colors.get(norm, "k")
+        label = "no norm" if norm == "none" else norm.upper()
+        if not table.empty:
+            used = (~table["censored_smoothed"].astype(bool)) & table["fits_train"].astype(bool)
+            axes[0].scatter(table["lam"][used], table["tstar_smoothed"][used], color=color,
+                            s=30, label=f"{label}: slope {res['fit'].get('slope', np.nan):.2f} "
+                                        f"({res['verdict']})")
+            axes[0].scatter(table["lam"][~used], table["tstar_smoothed"][~used],
+                            facecolors="none", edgecolors=color, s=30)
+            fit = res["fit"]
+            if fit and np.isfinite(fit.get("slope", np.nan)):
+                xs = np.array(sorted(table["lam"][used]))
+                axes[0].plot(xs, fit["prefactor"] * xs ** fit["slope"], color=color, lw=1)
+        summary = pd.DataFrame(res["summary"])
+        if not summary.empty:
+            axes[1].errorbar(summary["lam"], summary["peak_acc"],
+                             yerr=[summary["peak_acc"] - summary["peak_acc_low"],
+                                   summary["peak_acc_high"] - summary["peak_acc"]],
+                             fmt="o-", color=color, capsize=2, label=label)
+        for i, curve in enumerate(res["curves"]):
+            axes[2].plot(curve["step"], curve["test_acc"], color=color, lw=0.8,
+                         alpha=0.3 + 0.7 * (curve["lam"] == max(result["lams"])),
+                         label=label if i == 0 else None)
+    lams = np.array(result["lams"], float)
+    axes[0].plot(lams, (result["steps"] / 2) * lams.min() / lams, "k:", lw=1,
+                 label="∝ 1/λ (guide)")
+    for ax in axes[:2]:
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[0].set(xscale="log", yscale="log", xlabel="λ", ylabel="t* (steps, smoothed peak)",
+                title="t* vs λ (hollow: censored / under-fit)")
+    axes[1].set(xscale="log", xlabel="λ", ylabel="peak test accuracy",
+                title="performance at t* (seed mean, 95 % CI)")
+    axes[2].set(xscale="log", xlabel="step", ylabel="test accuracy",
+                title="test accuracy (darkest: largest λ)")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)

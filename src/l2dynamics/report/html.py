@@ -1,0 +1,437 @@
+"""The reproduction report: one self-contained HTML page plus a machine-readable summary.
+
+:func:`render_report` turns the summary of a ``l2dynamics reproduce`` run into
+``out_dir/index.html`` and ``out_dir/summary.json``. Both are written atomically (temporary
+file in ``out_dir`` + :func:`os.replace`), so a crash never leaves half a page, and nothing is
+written at all when the summary is invalid (e.g. a figure file is missing).
+
+The page needs nothing but the files in ``out_dir``: CSS is inline, there is no JavaScript, no
+web font and no CDN; every piece of text from the summary goes through :func:`html.escape`;
+colours follow the reader's light/dark preference (``prefers-color-scheme``).
+
+Schema of ``summary`` (a plain, JSON-able dict)::
+
+    {
+      "suite": "mini" | "paper",
+      "created": str,                 # ISO 8601 time, e.g. "2025-01-31T12:00:00+00:00"
+      "machine": str,                 # e.g. "2-core x86_64 CPU, Debian 12"
+      "wall_seconds": float,          # wall time of the whole run
+      "command": str,                 # the exact command that regenerates everything
+      "versions": {"l2dynamics": str, "torch": str, "python": str},
+      "studies": [{
+        "key": str,                   # unique; used as the HTML anchor "study-<key>"
+        "title": str,
+        "paper": "Lewkowycz & Gur-Ari 2020" | "van Laarhoven 2017",
+        "description": str,           # a paragraph: what was run, at what scale
+        "status": "ok" | "failed" | "skipped",
+        "error": str | None,          # shown prominently when status is "failed"
+        "wall_seconds": float,
+        "command": str,               # the exact command for this study alone
+        "claims": [{"claim": str, "measured": str,
+                    "verdict": "holds" | "does not hold" | "undetermined",
+                    "ci": str | None}],
+        "figures": [{"path": str,     # relative to out_dir, e.g. "figures/tstar.png"; must exist
+                     "caption": str}],
+        "tables": [{"title": str, "columns": [str],
+                    "rows": [[str | float | int | None]]}],
+        "configs": dict,              # JSON-able; shown as pretty JSON in a <details> block
+      }],
+    }
+
+Figure paths must be relative, stay inside ``out_dir`` and name existing files; otherwise
+:func:`render_report` raises :class:`ReportError` (a ``ValueError``) listing every offending
+path. In ``summary.json`` non-finite floats (NaN, inf) become ``null`` (strict JSON) and values
+that JSON cannot hold (e.g. ``Path``) are written as strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from html import escape
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from l2dynamics.errors import L2DynamicsError
+
+__all__ = ["VERDICTS", "ReportError", "render_report", "verdict_counts"]
+
+VERDICTS = ("holds", "does not hold", "undetermined")
+STATUSES = ("ok", "failed", "skipped")
+_VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "undetermined": "undetermined"}
+
+
+class ReportError(L2DynamicsError, ValueError):
+    """The summary cannot be rendered (missing figure, unknown verdict, bad field)."""
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def verdict_counts(summary: Mapping[str, Any]) -> dict[str, int]:
+    """Count the claims of every study by verdict.
+
+    Returns ``{"holds": n, "does not hold": n, "undetermined": n, "total": n}`` (all three
+    verdict keys are always present). Unknown verdicts raise :class:`ReportError`.
+    """
+    counts = {v: 0 for v in VERDICTS}
+    for study in summary.get("studies", []):
+        for claim in study.get("claims", []):
+            verdict = claim.get("verdict")
+            if verdict not in counts:
+                raise ReportError(
+                    f"study {study.get('key')!r}: verdict {verdict!r} is not one of {VERDICTS}")
+            counts[verdict] += 1
+    counts["total"] = sum(counts[v] for v in VERDICTS)
+    return counts
+
+
+def render_report(summary: Mapping[str, Any], out_dir: str | Path) -> Path:
+    """Write ``out_dir/index.html`` and ``out_dir/summary.json``; return the index path.
+
+    Validates first (see the module docstring for the schema): a missing figure file, an
+    absolute figure path, an unknown verdict or status, or a duplicate study key raises
+    :class:`ReportError` and writes nothing.
+    """
+    out_dir = Path(out_dir)
+    _validate(summary, out_dir)
+    page = _render_page(summary)
+    data = json.dumps(_jsonable(summary), indent=2, ensure_ascii=False, allow_nan=False,
+                      default=str)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out_dir / "summary.json", data + "\n")
+    index = out_dir / "index.html"
+    _write_atomic(index, page)
+    return index
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _validate(summary: Mapping[str, Any], out_dir: Path) -> None:
+    if not isinstance(summary, Mapping):
+        raise ReportError(f"summary must be a dict, got {type(summary).__name__}")
+    missing_keys = [k for k in ("suite", "created", "machine", "wall_seconds", "command",
+                                "versions", "studies") if k not in summary]
+    if missing_keys:
+        raise ReportError(f"summary lacks the keys {missing_keys}")
+    studies = summary["studies"]
+    if not isinstance(studies, list | tuple):
+        raise ReportError("summary['studies'] must be a list")
+    problems: list[str] = []
+    missing_figures: list[str] = []
+    seen: set[str] = set()
+    for i, study in enumerate(studies):
+        key = study.get("key")
+        where = f"study {key!r}" if key else f"study #{i}"
+        if not isinstance(key, str) or not key:
+            problems.append(f"{where}: 'key' must be a non-empty string")
+        elif _anchor(key) in seen:
+            problems.append(f"{where}: duplicate key (or same anchor {_anchor(key)!r})")
+        else:
+            seen.add(_anchor(key))
+        status = study.get("status", "ok")
+        if status not in STATUSES:
+            problems.append(f"{where}: status {status!r} is not one of {STATUSES}")
+        for claim in study.get("claims", []) or []:
+            if claim.get("verdict") not in VERDICTS:
+                problems.append(
+                    f"{where}: verdict {claim.get('verdict')!r} is not one of {VERDICTS}")
+        for table in study.get("tables", []) or []:
+            ncol = len(table.get("columns", []))
+            for row in table.get("rows", []):
+                if len(row) != ncol:
+                    problems.append(f"{where}: table {table.get('title')!r} has a row of "
+                                    f"{len(row)} cells for {ncol} columns")
+                    break
+        for fig in study.get("figures", []) or []:
+            raw = str(fig.get("path", ""))
+            rel = PurePosixPath(raw.replace("\\", "/"))
+            if not raw or rel.is_absolute() or re.match(r"^[A-Za-z]:", raw) or ".." in rel.parts:
+                problems.append(f"{where}: figure path {raw!r} must be relative to the report "
+                                "folder and stay inside it")
+            elif not (out_dir / rel).is_file():
+                missing_figures.append(str(out_dir / rel))
+    if missing_figures:
+        problems.insert(0, f"{len(missing_figures)} figure file(s) missing: "
+                        + ", ".join(missing_figures))
+    if problems:
+        raise ReportError("cannot render the report: " + "; ".join(problems))
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a report is meant to be shared
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Copy with non-finite floats as None (strict JSON); other values left to json."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
+        return _jsonable(obj.item())  # numpy / torch scalars
+    return obj
+
+
+# ----------------------------------------------------------------------------- rendering
+
+_CSS = """
+:root { color-scheme: light dark; --fg: #1b1f24; --bg: #ffffff; --muted: #57606a;
+  --border: #d0d7de; --code: #f6f8fa; --holds: #1a7f37; --fails: #cf222e; --undet: #6e7781;
+  --alert-bg: #ffebe9; --alert-border: #cf222e; --note-bg: #f6f8fa; --link: #0969da; }
+@media (prefers-color-scheme: dark) {
+  :root { --fg: #e6edf3; --bg: #0d1117; --muted: #8d96a0; --border: #30363d; --code: #161b22;
+    --holds: #2ea043; --fails: #f85149; --undet: #6e7681; --alert-bg: #3a1a1c;
+    --alert-border: #f85149; --note-bg: #161b22; --link: #4493f8; }
+}
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 72rem; padding: 1.5rem; color: var(--fg);
+  background: var(--bg); font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto,
+  "Helvetica Neue", Arial, sans-serif; }
+a { color: var(--link); }
+h1 { margin-top: 0; font-size: 1.8rem; }
+h2 { border-bottom: 1px solid var(--border); padding-bottom: .3rem; margin-top: 2.5rem; }
+h3 { font-size: 1.05rem; }
+.muted { color: var(--muted); }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
+table { border-collapse: collapse; margin: .8rem 0; width: 100%; font-size: .92rem; }
+.table-wrap { overflow-x: auto; }
+th, td { border: 1px solid var(--border); padding: .35rem .6rem; text-align: left;
+  vertical-align: top; }
+th { background: var(--code); }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+pre { background: var(--code); border: 1px solid var(--border); border-radius: 6px;
+  padding: .7rem; overflow-x: auto; font-size: .85rem; }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.badge { display: inline-block; padding: .1rem .55rem; border-radius: 1rem; color: #fff;
+  font-size: .8rem; font-weight: 600; white-space: nowrap; }
+.badge.holds { background: var(--holds); } .badge.fails { background: var(--fails); }
+.badge.undetermined { background: var(--undet); }
+.badge.status-failed { background: var(--fails); }
+.badge.status-skipped { background: var(--undet); }
+.badge.status-ok { background: var(--holds); }
+.alert { background: var(--alert-bg); border: 2px solid var(--alert-border); border-radius: 6px;
+  padding: .7rem 1rem; margin: 1rem 0; }
+.alert pre { background: transparent; border: 0; padding: 0; white-space: pre-wrap; }
+.note { background: var(--note-bg); border: 1px solid var(--border); border-radius: 6px;
+  padding: .6rem 1rem; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto;
+  background: #fff; border: 1px solid var(--border); border-radius: 4px; }
+figcaption { color: var(--muted); font-size: .9rem; margin-top: .3rem; }
+details summary { cursor: pointer; font-weight: 600; }
+nav.toc ul { padding-left: 1.2rem; }
+"""
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _anchor(key: str) -> str:
+    return "study-" + re.sub(r"[^A-Za-z0-9_.-]", "-", key)
+
+
+def _duration(seconds: Any) -> str:
+    try:
+        s = float(seconds)
+    except (TypeError, ValueError):
+        return _e(seconds)
+    if not math.isfinite(s):
+        return "?"
+    if s < 60:
+        return f"{s:.1f} s"
+    minutes, sec = divmod(round(s), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {sec:02d} s" if hours else f"{minutes} min {sec:02d} s"
+
+
+def _cell(value: Any) -> tuple[str, bool]:
+    """(escaped text, is numeric) of one table cell."""
+    if value is None:
+        return "—", False
+    if isinstance(value, bool):
+        return _e(value), False
+    if isinstance(value, int):
+        return _e(value), True
+    if isinstance(value, float):
+        return (f"{value:.4g}" if math.isfinite(value) else _e(value)), True
+    return _e(value), False
+
+
+def _badge(verdict: str) -> str:
+    return f'<span class="badge {_VERDICT_CLASS[verdict]}">{_e(verdict)}</span>'
+
+
+def _claims_table(rows: list[tuple[dict, dict]], with_study: bool) -> str:
+    head = (["Study"] if with_study else []) + ["Paper claim", "Measured", "CI", "Verdict"]
+    out = ['<div class="table-wrap"><table class="claims"><thead><tr>']
+    out += [f"<th>{h}</th>" for h in head]
+    out.append("</tr></thead><tbody>")
+    for study, claim in rows:
+        out.append("<tr>")
+        if with_study:
+            out.append(f'<td><a href="#{_e(_anchor(study["key"]))}">'
+                       f'{_e(study.get("title") or study["key"])}</a></td>')
+        ci = claim.get("ci")
+        out.append(f"<td>{_e(claim.get('claim'))}</td><td>{_e(claim.get('measured'))}</td>"
+                   f"<td>{_e(ci) if ci else '—'}</td><td>{_badge(claim['verdict'])}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _data_table(table: Mapping[str, Any]) -> str:
+    out = []
+    if table.get("title"):
+        out.append(f"<h4>{_e(table['title'])}</h4>")
+    out.append('<div class="table-wrap"><table><thead><tr>')
+    out += [f"<th>{_e(c)}</th>" for c in table.get("columns", [])]
+    out.append("</tr></thead><tbody>")
+    for row in table.get("rows", []):
+        out.append("<tr>")
+        for value in row:
+            text, numeric = _cell(value)
+            out.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _figure(fig: Mapping[str, Any]) -> str:
+    rel = PurePosixPath(str(fig["path"]).replace("\\", "/")).as_posix()
+    src = quote(rel, safe="/")
+    caption = fig.get("caption") or rel
+    return (f'<figure><img src="{_e(src)}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _study_section(study: Mapping[str, Any]) -> str:
+    status = study.get("status", "ok")
+    out = [f'<section id="{_e(_anchor(study["key"]))}">',
+           f"<h2>{_e(study.get('title') or study['key'])} "
+           f'<span class="badge status-{status}">{_e(status)}</span></h2>',
+           f'<p class="muted">{_e(study.get("paper"))} · key <code>{_e(study["key"])}</code>'
+           f" · wall time {_duration(study.get('wall_seconds'))}</p>"]
+    if status == "failed":
+        out.append('<div class="alert" role="alert"><strong>This study failed.</strong> '
+                   "Its claims could not be checked on this run."
+                   f"<pre>{_e(study.get('error') or 'no error message recorded')}</pre></div>")
+    elif status == "skipped":
+        reason = study.get("error")
+        out.append('<p class="note"><strong>Skipped.</strong>'
+                   + (f" {_e(reason)}" if reason else "") + "</p>")
+    if study.get("description"):
+        out.append(f"<p>{_e(study['description'])}</p>")
+    claims = study.get("claims") or []
+    if claims:
+        out.append("<h3>Claims</h3>")
+        out.append(_claims_table([(study, c) for c in claims], with_study=False))
+    figures = study.get("figures") or []
+    if figures:
+        out.append("<h3>Figures</h3>")
+        out += [_figure(f) for f in figures]
+    tables = study.get("tables") or []
+    if tables:
+        out.append("<h3>Tables</h3>")
+        out += [_data_table(t) for t in tables]
+    if study.get("configs"):
+        configs = json.dumps(_jsonable(study["configs"]), indent=2, sort_keys=True,
+                             ensure_ascii=False, default=str)
+        out.append(f"<details><summary>Configs</summary><pre>{_e(configs)}</pre></details>")
+    if study.get("command"):
+        out.append("<h3>Regenerate this study</h3>"
+                   f"<pre><code>{_e(study['command'])}</code></pre>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _render_page(summary: Mapping[str, Any]) -> str:
+    studies = list(summary["studies"])
+    counts = verdict_counts(summary)
+    n_failed = sum(1 for s in studies if s.get("status") == "failed")
+    n_skipped = sum(1 for s in studies if s.get("status") == "skipped")
+    suite = summary.get("suite")
+    title = f"l2dynamics reproduction report — {suite} suite"
+    versions = summary.get("versions") or {}
+    version_text = ", ".join(f"{k} {v}" for k, v in versions.items())
+
+    tally = (f"{counts['total']} claims: {counts['holds']} hold, "
+             f"{counts['does not hold']} do not hold, {counts['undetermined']} undetermined")
+    tally += f"; {len(studies)} studies"
+    if n_failed:
+        tally += f", {n_failed} failed"
+    if n_skipped:
+        tally += f", {n_skipped} skipped"
+
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           '<meta name="color-scheme" content="light dark">',
+           '<link rel="icon" href="data:,">',  # no favicon request, so no 404 in the console
+           f"<title>{_e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+           "<header>", f"<h1>{_e(title)}</h1>",
+           "<p>Regenerates the results of Lewkowycz &amp; Gur-Ari (2020), "
+           "<em>On the training dynamics of deep networks with L2 regularization</em>, and "
+           "van Laarhoven (2017), <em>L2 regularization versus batch and weight "
+           "normalization</em>.</p>",
+           '<dl class="meta">',
+           f"<dt>Suite</dt><dd>{_e(suite)}</dd>",
+           f"<dt>Date</dt><dd>{_e(summary.get('created'))}</dd>",
+           f"<dt>Machine</dt><dd>{_e(summary.get('machine'))}</dd>",
+           f"<dt>Wall time</dt><dd>{_duration(summary.get('wall_seconds'))}</dd>",
+           f"<dt>Versions</dt><dd>{_e(version_text)}</dd>",
+           f"<dt>Result</dt><dd>{_e(tally)}</dd>",
+           "</dl>",
+           "<h3>Regenerate everything</h3>",
+           f"<pre><code>{_e(summary.get('command'))}</code></pre>",
+           "</header>", "<main>"]
+
+    if n_failed:
+        names = ", ".join(f'<a href="#{_e(_anchor(s["key"]))}">{_e(s.get("title") or s["key"])}'
+                          "</a>" for s in studies if s.get("status") == "failed")
+        out.append(f'<div class="alert" role="alert"><strong>{n_failed} '
+                   f"{'study' if n_failed == 1 else 'studies'} failed:</strong> {names}</div>")
+
+    out.append('<section id="verdicts"><h2>Verdicts</h2>')
+    rows = [(s, c) for s in studies for c in (s.get("claims") or [])]
+    if rows:
+        out.append(_claims_table(rows, with_study=True))
+    else:
+        out.append('<p class="muted">No claims were checked.</p>')
+    out.append("</section>")
+
+    if studies:
+        out.append('<nav class="toc"><h2>Studies</h2><ul>')
+        for s in studies:
+            status = s.get("status", "ok")
+            extra = "" if status == "ok" else f' <span class="badge status-{status}">' \
+                                              f"{_e(status)}</span>"
+            out.append(f'<li><a href="#{_e(_anchor(s["key"]))}">{_e(s.get("title") or s["key"])}'
+                       f"</a> <span class=\"muted\">({_e(s.get('paper'))})</span>{extra}</li>")
+        out.append("</ul></nav>")
+    out += [_study_section(s) for s in studies]
+    out += ["</main>", '<footer><p class="muted">Machine-readable results: '
+            '<a href="summary.json">summary.json</a>.</p></footer>', "</body>", "</html>", ""]
+    return "\n".join(out)
