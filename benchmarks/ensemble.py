@@ -136,7 +136,7 @@ def main() -> None:
         "load_average_before": load_before, "load_average_after": load_after,
         "results": rows,
     }
-    path = write_result("ensemble", result)
+    path = write_result("ensemble" if device.type == "cpu" else f"ensemble_{device.type}", result)
     print_table(f"Vectorized ensemble vs sequential Trainer runs on {dev} (min of "
                 f"{args.repeats} rotated repeats; load {load_before[0]:.1f} → "
                 f"{load_after[0]:.1f})", [

@@ -35,6 +35,8 @@ PARAMETERIZATIONS = ("standard", "ntk")
 LR_SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float64")
+AUTOCASTS = ("none", "bf16")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 NORMALIZATIONS = ("channel", "global", "none")
 DECAY_RULES = ("all", "weights", "none")
 LAM_SCHEDULES = ("constant", "autol2")
@@ -110,7 +112,11 @@ class Config:
     steps: int = 1000  # optimizer updates
     seed: int = 0  # model init, batch order and augmentation
     device: str = "auto"  # "auto" (cuda if available) | "cpu" | "cuda" | "mps"
-    dtype: str = "float32"
+    dtype: str = "float32"  # parameters, optimizer state and data (the L2 term is in this dtype)
+    # --- speed (GPU path; each changes arithmetic, so each is part of a run's identity) ---
+    autocast: str = "none"  # "bf16": forward and loss under torch.autocast(bfloat16)
+    channels_last: bool = False  # image models and data in NHWC memory layout
+    compile: str = "none"  # torch.compile mode of the training forward ("none": eager)
     # --- probes (log-spaced evaluation clock) ---
     eval_per_decade: int = 10  # evaluation points per decade of steps
     eval_every: int = 0  # also evaluate every N steps (0: log clock only)
@@ -369,6 +375,12 @@ def _validate(flat: dict[str, Any]) -> Config:
     v.integer("seed", minimum=0)
     v.choice("device", DEVICES)
     v.choice("dtype", DTYPES)
+    v.choice("autocast", AUTOCASTS)
+    if values["autocast"] != "none" and values["dtype"] != "float32":
+        raise ConfigError(f"autocast={values['autocast']!r} needs dtype='float32' (got "
+                          f"dtype={values['dtype']!r}); autocast lowers float32 operations")
+    v.boolean("channels_last")
+    v.choice("compile", COMPILE_MODES)
     v.integer("eval_per_decade", minimum=1, maximum=1000)  # denser: use eval_every
     v.integer("eval_every", minimum=0)
     v.integer("eval_train_size", minimum=0)

@@ -447,8 +447,8 @@ def run_theory_study(study: TheoryStudy | None = None,
     x_train = base.data.x_train.double()
     x_test = base.data.x_test.double()
     x_all = torch.cat([x_train, x_test])
-    nngp_all, ntk_all = (k.numpy() for k in fc_kernels(x_all, depth=study.depth,
-                                                       weight_var=study.weight_var))
+    nngp_all, ntk_all = (k.cpu().numpy() for k in fc_kernels(x_all, depth=study.depth,
+                                                             weight_var=study.weight_var))
     n = x_train.shape[0]
     ntk_train, ntk_test_train = ntk_all[:n, :n], ntk_all[n:, :n]
     kernels = (ntk_train, ntk_test_train)

@@ -146,6 +146,9 @@ def vectorizable(configs: Sequence[Config | Mapping[str, Any]], *,
     if cfg.checkpoint_every:
         return (f"checkpoint_every={cfg.checkpoint_every}: the ensemble engine writes no "
                 "checkpoints")
+    if cfg.autocast != "none" or cfg.channels_last or cfg.compile != "none":
+        return ("autocast/channels_last/compile: the GPU speed options run in the sequential "
+                "engine only")
     if cfg.project_norm != "none" or cfg.norm_probes:
         return ("project_norm/norm_probes: the ‖w‖ projection and the per-tensor norm probes "
                 "run in the sequential engine only")

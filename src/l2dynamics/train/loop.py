@@ -16,6 +16,7 @@ Metrics at step s are taken *after* s updates, on the log-spaced clock of
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import signal
@@ -147,6 +148,47 @@ def init_model(cfg: Config, data: Dataset, device: torch.device,
     return model.to(device=device, dtype=dtype)
 
 
+class TrainingForward:
+    """The training forward pass of a run with its speed options (``autocast``, ``compile``).
+
+    ``forward(x)`` calls the model, compiled with ``torch.compile(mode=cfg.compile)`` when asked
+    (the eager model stays the one evaluated, checkpointed and probed; both share parameters);
+    ``with forward.autocast():`` lowers float32 operations to bfloat16 when ``autocast='bf16'``.
+    Parameters, gradients, optimizer state and the L2 term stay in ``cfg.dtype``. Under
+    ``compile='reduce-overhead'`` (CUDA graphs) each call starts a new graph step, so a loss
+    kept from an earlier update is never overwritten by a later replay.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, device: torch.device):
+        self.model = model
+        self.device_type = device.type
+        self.dtype = torch.bfloat16 if cfg.autocast == "bf16" else None
+        self.mode = cfg.compile
+        self.compiled: Any = None
+        if cfg.compile != "none":
+            mode = None if cfg.compile == "default" else cfg.compile
+            self.compiled = torch.compile(model, mode=mode)
+
+    def autocast(self) -> Any:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is None:
+            return self.model(x)
+        if self.mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(x)
+
+
+def speed_options(model: torch.nn.Module, cfg: Config, device: torch.device) -> TrainingForward:
+    """Apply ``channels_last`` to `model` in place and return its :class:`TrainingForward`."""
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)  # 4-d weights only; others unchanged
+    return TrainingForward(model, cfg, device)
+
+
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The order (CPU int64 indices into the training set) in which run `seed` visits the `n`
     training examples in `epoch`; update t uses slot t mod steps_per_epoch of epoch
@@ -224,6 +266,7 @@ class Trainer:
         self.classification = self.data.task == "classification"
         check_run_memory(cfg, self.data, self.device)  # refuse before allocating the model
         self.model = init_model(cfg, self.data, self.device, self.dtype)
+        self.forward = speed_options(self.model, cfg, self.device)
         self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.decay = split_decay(self.model, cfg.decay_params)
         by_name = dict(self.named_params)
@@ -311,6 +354,8 @@ class Trainer:
             xb, yb = self.data.x_train[idx], self.data.y_train[idx]
         if self.data.augment is not None:
             xb = self.data.augment(xb, augment_generator(self.cfg.seed, step))
+        if self.cfg.channels_last and xb.ndim == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         return xb, yb
 
     # --- probes -------------------------------------------------------------------------------
@@ -512,7 +557,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         xb, yb = self.batch(step)
-        loss = self.loss_fn(self.model(xb), yb)
+        with self.forward.autocast():
+            loss = self.loss_fn(self.forward(xb), yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         probe = self.norm_probe

@@ -18,16 +18,18 @@ from l2dynamics.config import Config
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Config) -> torch.optim.Optimizer:
     """SGD (optionally heavy-ball or Nesterov momentum, PyTorch convention), Adam or AdamW."""
     params = list(params)
+    # on CUDA the fused kernels update every tensor in one launch (same arithmetic)
+    fused = {"fused": True} if params and all(p.is_cuda for p in params) else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=0.0)
+                               weight_decay=0.0, **fused)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                                weight_decay=0.0)
+                                weight_decay=0.0, **fused)
     if cfg.optimizer == "adamw":
         # AdamW's own decay is off; `decoupled_wd` applies the identical θ ← (1 − η·λ_d)·θ.
         return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                                 weight_decay=0.0)
+                                 weight_decay=0.0, **fused)
     raise AssertionError(f"unvalidated optimizer {cfg.optimizer!r}")
 
 
