@@ -223,3 +223,22 @@ def test_cli_refusal_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch
     result = CliRunner().invoke(app, ["train", "-q", "--store", str(store), "--set",
                                       "dataset=digits", "--set", "width=16", "--set", "steps=5"])
     assert result.exit_code == 0 and "finished" in result.output, result.output
+
+
+def test_cli_sweep_refused_up_front_when_a_run_cannot_fit(tmp_path, monkeypatch):
+    """One run of the grid is far too large: the sweep exits 2 naming it, before the store
+    exists, instead of recording failed runs."""
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("name: g\nbase: {dataset: digits, n_train: 100, n_test: 50, steps: 5}\n"
+                    "grid: {width: [16, 200000], depth: [3]}\n")
+    store = tmp_path / "runs.sqlite"
+    monkeypatch.setenv(MEMORY_ENV, "2G")
+    result = CliRunner().invoke(app, ["sweep", str(spec), "--store", str(store)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "sweep run g" in lines[0] and "needs ≈" in lines[0] and "width" in lines[0]
+    assert not store.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+    spec.write_text(spec.read_text().replace("200000", "32"))  # both fit: the sweep runs
+    result = CliRunner().invoke(app, ["sweep", str(spec), "--store", str(store)])
+    assert result.exit_code == 0 and "2 finished" in result.output, result.output

@@ -300,3 +300,31 @@ def test_report_in_real_browser(report_dir: Path, tmp_path: Path):
     assert bad["broken_anchors"] == ["#nowhere"]
     assert any("missing.png" in e and "404" in e for e in bad["console_errors"]), bad
     assert bad["ok"] is False
+
+
+def test_diverged_and_failed_runs_are_listed_distinctly(tmp_path, report_dir):
+    """A real diverged run (η = 1e4) in the store appears in the report's Runs section, marked
+    as diverged with its step and cause; finished runs are only counted."""
+    from l2dynamics import RunStore, Trainer, make_config
+    from l2dynamics.studies.reproduce import store_runs
+
+    fast = dict(dataset="digits", n_train=200, n_test=100, model="fc", width=16, depth=1,
+                batch_size=50, eval_per_decade=2, device="cpu", loss="mse")
+    store_path = tmp_path / "runs.sqlite"
+    with RunStore(store_path) as store:
+        bad = Trainer(make_config(fast, steps=200, lr=1e4), store=store).run()
+        good = Trainer(make_config(fast, steps=20, lr=0.1), store=store).run()
+    assert (bad.status, good.status) == ("diverged", "finished")
+    runs = store_runs(store_path)
+    assert runs["counts"] == {"diverged": 1, "finished": 1}
+    (problem,) = runs["problems"]
+    assert problem["status"] == "diverged" and problem["step"] == bad.diverged_step
+    out = report_dir
+    summary = {**_summary(), "runs": runs}
+    page = render_report(summary, out).read_text()
+    assert "1 diverged, 1 finished" in page
+    assert page.count('<tr class="run-diverged">') == 1
+    assert "non-finite" in page and f"<td>{bad.diverged_step}</td>" in page
+    assert json.loads((out / "summary.json").read_text())["runs"]["counts"]["diverged"] == 1
+    # no run data (e.g. a summary from an older version): no Runs section at all
+    assert 'id="runs"' not in render_report(_summary(), out).read_text()

@@ -185,7 +185,10 @@ def test_cli_sweep_data_dir_reaches_every_run(tmp_path):
     runner = CliRunner()
     missing = runner.invoke(app, ["sweep", str(spec), "--store", str(store), "--data-dir",
                                   str(tmp_path / "nowhere")])
-    assert "2 failed" in missing.output
+    # the sweep's up-front check loads each dataset once: missing files refuse the whole sweep
+    # (one line, exit 2) before the store exists, instead of failing run by run
+    assert missing.exit_code == 2 and "nowhere" in missing.output, missing.output
+    assert not store.exists()
     res = runner.invoke(app, ["sweep", str(spec), "--store", str(store), "--data-dir",
                               str(tmp_path / "mnist")])
     assert res.exit_code == 0 and "2 finished" in res.output, res.output

@@ -542,6 +542,7 @@ def sweep(
         ENGINES,
         EXECUTORS,
         check_executor,
+        check_sweep_memory,
         engine_units,
         load_sweep,
         run_sweep,
@@ -565,6 +566,8 @@ def sweep(
         raise ConfigError(f"--engine {engine!r} is not allowed; use {', '.join(ENGINES)}")
     if engine == "vectorized" and executor == "local":
         engine_units(configs, engine)  # a group that cannot be vectorized: one line, exit 2
+    if executor == "local":  # Ray workers may run elsewhere, with other memory
+        check_sweep_memory(configs)  # a run that cannot fit: one line, exit 2, nothing written
     _open_store(store)  # an unusable --store: one line before the progress bar, exit 2
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=err, transient=False)
@@ -926,6 +929,8 @@ def reproduce(
     subset: int | None = typer.Option(None, "--subset", help="paper: training examples."),
     browser_check: bool = typer.Option(False, "--browser-check", help="Open the report in "
                                        "headless Chromium and check images and console."),
+    bf16: bool = typer.Option(True, "--bf16/--fp32", help="paper suite on a GPU: bf16 autocast "
+                              "and channels_last (--fp32: plain float32)."),
 ) -> None:
     """Reproduce both papers: every study, its figures and verdicts, one HTML report."""
     import shlex
@@ -942,7 +947,8 @@ def reproduce(
         else ["--suite", suite, "--out", str(out_dir)])
     summary = run_suite(suite, out_dir, store=store, workers=workers, only=only or None,
                         data_dir=data_dir, steps_scale=steps_scale, subset=subset,
-                        command=command.strip(), log=lambda msg: err.print(f"[dim]{msg}[/]"))
+                        fast=bf16, command=command.strip(),
+                        log=lambda msg: err.print(f"[dim]{msg}[/]"))
     for study in summary["studies"]:
         out.print(f"[bold]{study['key']}[/] ({study['status']}, "
                   f"{study['wall_seconds']:.0f} s)")

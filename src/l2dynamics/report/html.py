@@ -243,6 +243,9 @@ figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto;
 figcaption { color: var(--muted); font-size: .9rem; margin-top: .3rem; }
 details summary { cursor: pointer; font-weight: 600; }
 nav.toc ul { padding-left: 1.2rem; }
+.badge.status-diverged { background: #9a6700; }
+tr.run-diverged td { background: color-mix(in srgb, #d4a72c 18%, transparent); }
+tr.run-failed td { background: color-mix(in srgb, var(--fails) 14%, transparent); }
 """
 
 
@@ -368,6 +371,34 @@ def _study_section(study: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _runs_section(runs: Mapping[str, Any] | None) -> str:
+    """Run counts by status, and a table of the runs that diverged (NaN/inf: step and cause)
+    or failed, each row marked by its status. Empty when the summary has no run data."""
+    if not runs or not runs.get("counts"):
+        return ""
+    counts = runs["counts"]
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    out = ['<section id="runs"><h2>Runs</h2>', f"<p>Runs in the store: {_e(tally)}.</p>"]
+    problems = list(runs.get("problems") or [])
+    if problems:
+        out.append('<p>Diverged runs (a non-finite loss or parameter ended them) and failed '
+                   "runs are kept, shown here, and left out of every fit.</p>")
+        out.append('<div class="table-wrap"><table class="runs"><thead><tr>'
+                   + "".join(f"<th>{h}</th>" for h in ("run", "status", "name", "optimizer",
+                                                       "η", "λ", "seed", "step", "cause"))
+                   + "</tr></thead><tbody>")
+        for p in problems:
+            status = str(p.get("status"))
+            cells = [_e(p.get("id")), f'<span class="badge status-{_e(status)}">{_e(status)}'
+                     "</span>"] + [_cell(p.get(k))[0] for k in ("name", "optimizer", "lr", "lam",
+                                                            "seed", "step", "cause")]
+            out.append(f'<tr class="run-{_e(status)}">' + "".join(f"<td>{c}</td>" for c in cells)
+                       + "</tr>")
+        out.append("</tbody></table></div>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
 def _render_page(summary: Mapping[str, Any]) -> str:
     studies = list(summary["studies"])
     counts = verdict_counts(summary)
@@ -421,6 +452,8 @@ def _render_page(summary: Mapping[str, Any]) -> str:
     else:
         out.append('<p class="muted">No claims were checked.</p>')
     out.append("</section>")
+
+    out.append(_runs_section(summary.get("runs")))
 
     if studies:
         out.append('<nav class="toc"><h2>Studies</h2><ul>')

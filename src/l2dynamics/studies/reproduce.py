@@ -49,6 +49,16 @@ class Context:
     steps_scale: float = 1.0  # paper suite: multiply every run's steps
     subset: int | None = None  # paper suite: training examples per dataset
     log: Callable[[str], None] = print
+    fast: bool = True  # paper suite on CUDA: bf16 autocast (+ channels_last for image models)
+
+    def gpu_options(self, *, image: bool) -> dict[str, Any]:
+        """The GPU path's speed options for a paper-suite run (none on a CPU or with
+        ``fast=False``): bf16 autocast, and channels_last for convolutional models."""
+        import torch
+
+        if self.suite != "paper" or not self.fast or not torch.cuda.is_available():
+            return {}
+        return {"autocast": "bf16", "channels_last": image}
 
     def figure(self, key: str, name: str) -> Path:
         path = self.out_dir / "figures" / key / name
@@ -122,6 +132,35 @@ def _slope_claim(claim: str, fit: Mapping[str, Any], expected: float) -> Claim:
 
 
 def study_tstar(ctx: Context) -> StudyOutput:
+    if ctx.suite == "mini":
+        # MNIST-1D's test accuracy rises to a plateau and does not fall (the full study in the
+        # README: no peak in 18 of 18 runs), so t* is the plateau onset; η = 0.5 and a budget of
+        # 16/(ηλ) keep every onset at least one window inside its run on a 2-core CPU.
+        estimator = "onset"
+        spec = {"name": "mini-tstar",
+                "base": {"dataset": "mnist1d", "n_train": 1000, "n_test": 4000, "model": "fc",
+                         "width": 128, "depth": 2, "optimizer": "sgd", "lr": 0.5,
+                         "batch_size": 128, "eval_per_decade": 20, "norms_per_tensor": False},
+                "grid": {"lam": [0.0, 1.4e-3, 2e-3, 2.8e-3, 4e-3, 5.6e-3], "seed": [0, 1]},
+                "budget": {"rule": "inverse_lam", "k": 16.0, "physical": True,
+                           "min_steps": 1000, "max_steps": 20000}}
+        what = ("MNIST-1D (1 000 train / 4 000 test), 2×128 ReLU MLP, SGD η = 0.5, batch 128, "
+                "λ ∈ {0, 1.4e-3 … 5.6e-3} (factors of √2), 2 seeds, each λ run to 16/(ηλ) "
+                "steps, at most 20 000 (λ = 0: 20 000); t* = onset of the accuracy plateau")
+    else:
+        estimator = "smoothed"
+        spec = _paper_spec(ctx, "fc_mnist_tstar")
+        what = _paper_what(ctx, "MNIST, 3×1024 FC, plain SGD, η ∈ {0.05, 0.1, 0.2}, λ ∈ {0, "
+                           "1e-4 … 1e-2}, 3 seeds, each λ run to 4/(ηλ) steps; t* = the "
+                           "smoothed test-accuracy peak", "fc_mnist_tstar")
+    return _tstar_output(ctx, "tstar", spec, what, estimator)
+
+
+def _tstar_output(ctx: Context, key: str, spec: dict[str, Any], what: str, estimator: str,
+                  *, label: str = "") -> StudyOutput:
+    """Train `spec`'s sweep through the store and judge the t* claims on its runs: the fits of
+    log t* against log λ per η (`estimator` of :mod:`l2dynamics.analysis.peak`), whether the
+    accuracy peaks, whether λ > 0 helps and whether the peak accuracy depends on λ."""
     from l2dynamics.analysis.tstar import (
         seed_curves,
         tstar_fits,
@@ -132,73 +171,241 @@ def study_tstar(ctx: Context) -> StudyOutput:
     from l2dynamics.report.figures import plot_collapse, plot_tstar
     from l2dynamics.store import RunStore
     from l2dynamics.sweep import load_sweep, run_sweep
+    from l2dynamics.sweep.local import canonical, completed_runs
 
-    if ctx.suite == "mini":
-        spec = {"name": "mini-tstar",
-                "base": {"dataset": "mnist1d", "n_train": 1000, "n_test": 4000, "model": "fc",
-                         "width": 128, "depth": 2, "optimizer": "sgd", "lr": 0.2,
-                         "batch_size": 128, "eval_per_decade": 20, "norms_per_tensor": False},
-                "grid": {"lam": [0.0, 4e-3, 8e-3, 1.6e-2, 3.2e-2], "seed": [0, 1]},
-                "budget": {"rule": "inverse_lam", "k": 4.0, "physical": True,
-                           "min_steps": 1000, "max_steps": 5000}}
-        what = ("MNIST-1D (1 000 train / 4 000 test), 2×128 ReLU MLP, SGD η = 0.2, batch 128, "
-                "λ ∈ {0, 4e-3 … 3.2e-2}, 2 seeds, each λ run to 4/(ηλ) steps (λ = 0: 5 000)")
-    else:
-        spec = {"name": "paper-fc-mnist",
-                "base": {"dataset": "mnist", "data_dir": str(ctx.data_dir), "model": "fc",
-                         "width": 2048, "depth": 3, "optimizer": "sgd", "lr": 0.1,
-                         "batch_size": 128, "eval_per_decade": 20, "norms_per_tensor": False,
-                         "checkpoint_every": 5000,
-                         **({"n_train": ctx.subset} if ctx.subset else {})},
-                "grid": {"lam": [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], "seed": [0, 1]},
-                "budget": {"rule": "inverse_lam", "k": 4.0 * ctx.steps_scale,
-                           "physical": True, "min_steps": 1000, "max_steps": 200000}}
-        what = "MNIST, 3×2048 FC, SGD η = 0.1 (configs/paper/fc_mnist_tstar.yaml's setting)"
     plan = load_sweep(spec)
     configs = plan.configs()
-    ctx.log(f"tstar: {len(configs)} runs")
+    ctx.log(f"{key}{label}: {len(configs)} runs")
     result = run_sweep(plan, ctx.store, configs=configs, workers=ctx.workers)
     if result.failed:
         raise RuntimeError(f"{result.failed} runs failed: {result.errors[:2]}")
-    from l2dynamics.sweep.local import canonical, completed_runs
-
     with RunStore(ctx.store) as st:
         done = completed_runs(st)
-        ids = [done[canonical(c)] for c in configs]
+        ids = [done[canonical(c)] for c in configs if canonical(c) in done]
         table = tstar_table(st, ids)
         curves = seed_curves(st, table)
-    summary, fits = tstar_summary(table), tstar_fits(table)
-    verdict = tstar_verdict(table)
-    figs = [(plot_tstar(table, summary, fits, ctx.figure("tstar", "tstar.png")),
-             "t* against λ (runs, seed means with CIs, the fit and a slope −1 guide) and the "
-             "peak accuracy against λ"),
-            (plot_collapse(curves, ctx.figure("tstar", "collapse.png")),
-             "test accuracy against step, λ·step and λ·η·step: the curves collapse in λ·step "
-             "if t* ∝ 1/λ")]
+    if table.empty:
+        raise RuntimeError("no finished or diverged runs to analyse")
+    tag = label.strip(" ()").replace(" ", "_").replace("=", "")
+    name = f"_{tag}" if tag else ""
+    summary = tstar_summary(table, estimator=estimator)
+    fits = tstar_fits(table, estimator=estimator)
+    verdict = tstar_verdict(table, estimator=estimator)
+    figs = [(plot_tstar(table, summary, fits, ctx.figure(key, f"tstar{name}.png"),
+                        estimator=estimator),
+             f"{label.strip()} t* against λ (runs, seed means with CIs, the fit and a slope −1 "
+             "guide) and the peak accuracy against λ".strip()),
+            (plot_collapse(curves, ctx.figure(key, f"collapse{name}.png")),
+             f"{label.strip()} test accuracy against step, λ·step and λ·η·step: the curves "
+             "collapse in λ·step if t* ∝ 1/λ".strip())]
     claims = []
     for fit in fits.to_dict(orient="records"):
-        c = _slope_claim(f"t* ∝ 1/λ (slope −1 of log t* vs log λ, η = {fit['lr']:g})",
+        c = _slope_claim(f"{label}t* ∝ 1/λ (slope −1 of log t* vs log λ, η = {fit['lr']:g})",
                          {**fit, "points": fit.get("used", 0)}, -1.0)
         c.measured += f"; c·η = λ·η·t* = {fit['c_eta']:.3g}"
         claims.append(c)
     for row in verdict.to_dict(orient="records")[len(fits):]:
         word = str(row["holds"])
-        claims.append(Claim(row["claim"], row["measured"],
+        claims.append(Claim(label + row["claim"], row["measured"],
                             "holds" if word == "yes" else "undetermined"
                             if word.startswith("undetermined") else "does not hold"))
+    fitting = table[(table["lam"] > 0) & table["fits_train"]]
+    if len(fitting):
+        falls = int((~fitting["censored_smoothed"]).sum())
+        claims.append(Claim(
+            f"{label}test accuracy peaks at t* (the smoothed accuracy falls ≥ 0.01 after its "
+            "maximum inside the budget)",
+            f"{falls} of {len(fitting)} fitting runs (λ > 0) show such a peak",
+            "holds" if falls > len(fitting) / 2 else "does not hold"))
     positive = summary[(summary["lam"] > 0) & summary["all_fit_train"]]
     if len(positive) >= 2:
         spread = float(positive["peak_acc"].max() - positive["peak_acc"].min())
         noise = float(positive["test_noise_se"].mean())
         claims.append(Claim(
-            "performance at t* hardly depends on λ (peak accuracies of the λ that fit their "
-            "data within 3 test-noise SE of each other)",
+            f"{label}performance at t* hardly depends on λ (peak accuracies of the λ that fit "
+            "their data within 3 test-noise SE of each other)",
             f"range {spread:.4f} over {len(positive)} λ; test-noise SE {noise:.4f}",
             "holds" if spread <= 3 * noise else "does not hold"))
     shown = summary[["lr", "lam", "seeds", "tstar", "tstar_low", "tstar_high", "c",
                      "peak_acc", "all_fit_train", "any_peak_at_end"]]
-    return StudyOutput(what, claims, figs, [_table("t* and peak accuracy per λ", shown)],
+    return StudyOutput(what, claims, figs,
+                       [_table(f"{label}t* and peak accuracy per λ".strip(), shown)],
                        {"sweep": spec})
+
+
+
+
+# --- the paper suite: the papers' own experiments from configs/paper/ ---------------------
+
+PAPER_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "paper"
+
+
+def _paper_base(ctx: Context, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A paper config's base as a full flat config: the user's data folder, ``subset`` training
+    examples, ``steps`` × ``steps_scale`` (when the base fixes steps) and the GPU options."""
+    from l2dynamics.config import flatten
+
+    flat = flatten(raw)
+    flat["data_dir"] = str(ctx.data_dir)
+    if ctx.subset:
+        flat["n_train"] = int(ctx.subset)
+    if "steps" in flat:
+        flat["steps"] = ctx.steps(int(flat["steps"]))
+    flat.update(ctx.gpu_options(image=flat.get("dataset") == "cifar10"))
+    return flat
+
+
+def _full_base(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """`spec`'s base as a complete flat config without its grid keys (for the norms studies,
+    which lay their own grid over a base)."""
+    from l2dynamics.config import make_config
+
+    full = make_config(dict(spec["base"])).to_dict()
+    for key in ("name", *spec.get("grid", {})):
+        full.pop(key, None)
+    return full
+
+
+def _paper_spec(ctx: Context, name: str) -> dict[str, Any]:
+    """The sweep of ``configs/paper/<name>.yaml`` at the context's scale: budgets (``k``,
+    ``min_steps``, ``max_steps``) or fixed steps times ``steps_scale``."""
+    import yaml
+
+    path = PAPER_CONFIGS / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"the paper suite reads {path}, which is missing; run it from a "
+                          "source checkout of l2dynamics")
+    spec = yaml.safe_load(path.read_text())
+    spec["base"] = _paper_base(ctx, spec.get("base", {}))
+    budget = spec.get("budget")
+    if budget:
+        budget["k"] = float(budget["k"]) * ctx.steps_scale
+        for key in ("min_steps", "max_steps"):
+            if key in budget:
+                budget[key] = ctx.steps(int(budget[key]))
+    return spec
+
+
+def _paper_what(ctx: Context, text: str, name: str) -> str:
+    scale = []
+    if ctx.steps_scale != 1.0:
+        scale.append(f"steps × {ctx.steps_scale:g}")
+    if ctx.subset:
+        scale.append(f"{ctx.subset} training examples")
+    fast = ctx.gpu_options(image=True)
+    if fast:
+        scale.append("bf16 autocast" + (", channels_last" if fast.get("channels_last") else ""))
+    return (f"{text} (configs/paper/{name}.yaml" + (f"; {', '.join(scale)}" if scale else "")
+            + ")")
+
+
+def _paper_tstar_study(key: str, config: str, text: str) -> Callable[[Context], StudyOutput]:
+    """A paper-suite t* study: the sweep of ``configs/paper/<config>.yaml``, judged by the
+    smoothed accuracy peak (the papers' t*)."""
+    def run(ctx: Context) -> StudyOutput:
+        return _tstar_output(ctx, key, _paper_spec(ctx, config), _paper_what(ctx, text, config),
+                             "smoothed")
+    return run
+
+
+study_wrn_tstar = _paper_tstar_study(
+    "wrn_tstar", "wrn_cifar10_tstar",
+    "CIFAR-10 without augmentation, WRN-28-10, plain SGD at batch 1024, η ∈ {0.05 … 0.4}, λ ∈ "
+    "{1e-4 … 1e-2}, each run to 4.8/(ηλ) steps (the released code's 0.1/(ηλ) epochs); t* = the "
+    "smoothed accuracy peak")
+study_wrn_fig1a = _paper_tstar_study(
+    "wrn_fig1a", "wrn_cifar10_fig1a",
+    "CIFAR-10 with augmentation, WRN-28-10, SGD + momentum 0.9, η = 0.2 with ÷5 steps at "
+    "30/60/90 %, batch 1024, λ ∈ {5e-5 … 5e-3}, each run to 0.96/(ηλ) steps (Figure 1a: "
+    "accuracy at a budget ∝ 1/λ)")
+
+
+def study_cnn_tstar(ctx: Context) -> StudyOutput:
+    """The CNN without and with BN on one λ grid: each analysed on its own."""
+    spec = _paper_spec(ctx, "cnn_cifar10_tstar")
+    norms = spec["grid"].pop("norm")
+    merged = StudyOutput(_paper_what(ctx, "CIFAR-10, the CNN without and with BN, plain SGD "
+                                     "η = 0.05, batch 256, λ ∈ {0, 1e-4 … 1e-2}, 2 seeds, each "
+                                     "run to 4/(ηλ) steps", "cnn_cifar10_tstar"))
+    for norm in norms:
+        part_spec = {**spec, "name": f"{spec['name']}-{norm}",
+                     "base": {**spec["base"], "norm": norm}}
+        label = "(no BN) " if norm == "none" else f"({norm.upper()}) "
+        part = _tstar_output(ctx, "cnn_tstar", part_spec, merged.description, "smoothed",
+                             label=label)
+        merged.claims += part.claims
+        merged.figures += part.figures
+        merged.tables += part.tables
+        merged.configs[norm] = part_spec
+    return merged
+
+
+def study_convnet4_grid(ctx: Context) -> StudyOutput:
+    from l2dynamics.report.figures import plot_eta_lam_grid
+    from l2dynamics.studies.norms import collapse_summary, eta_lam_grid
+
+    spec = _paper_spec(ctx, "convnet4_cifar10_adam_grid")
+    grid = spec["grid"]
+    table = eta_lam_grid("adam", grid["lr"], grid["lam"], store=ctx.store,
+                         base=_full_base(spec), steps=spec["base"]["steps"],
+                         seeds=tuple(grid.get("seed", (0,))),
+                         workers=ctx.workers, progress=ctx.log)
+    summary = collapse_summary(table)
+    fig = plot_eta_lam_grid(table, summary, ctx.figure("convnet4_grid", "adam.png"))
+    claims = []
+    fit = summary.get("fit_gbar_normalized")
+    if fit:
+        claims.append(Claim(
+            "Adam: equilibrium effective LR × ‖ḡ‖^a ∝ (η²λ)^⅓ (both exponents' CIs hold it)",
+            f"η^{fit['p']:.3f} λ^{fit['q']:.3f} over {fit['n']} relaxed runs",
+            "holds" if fit["p_holds"] and fit["q_holds"] else "does not hold",
+            f"p [{fit['ci_p'][0]:.3f}, {fit['ci_p'][1]:.3f}], q [{fit['ci_q'][0]:.3f}, "
+            f"{fit['ci_q'][1]:.3f}]"))
+    else:
+        claims.append(Claim("Adam: equilibrium effective LR ∝ (η²λ)^⅓",
+                            str(summary.get("fit_gbar_normalized_error", "no fit")),
+                            "undetermined"))
+    r2 = summary["collapse_r2"]
+    claims.append(Claim(
+        "test error is a function of the effective LR (R² of the predicted combination ≥ 0.5 "
+        "and above η's and λ's alone)",
+        f"R² combination {r2['predicted_combination']:.2f}, η {r2['lr_alone']:.2f}, λ "
+        f"{r2['lam_alone']:.2f}",
+        "holds" if r2["predicted_combination"] >= max(0.5, r2["lr_alone"], r2["lam_alone"])
+        else "does not hold"))
+    return StudyOutput(
+        _paper_what(ctx, "CIFAR-10 with augmentation, 4-layer ConvNet with BN, Adam + coupled "
+                    "L2 on the conv weights over a 4×5 (η, λ) grid", "convnet4_cifar10_adam_grid"),
+        claims, [(fig, "test error over the η×λ grid, the collapse and the effective LR")],
+        [_table("ConvNet4 grid", table.drop(columns=["run_id", "optimizer"]))], {"sweep": spec})
+
+
+def study_convnet4_projection(ctx: Context) -> StudyOutput:
+    from l2dynamics.report.figures import plot_projection_study
+    from l2dynamics.studies.norms import projection_vs_l2
+
+    spec = _paper_spec(ctx, "convnet4_cifar10_adam_projection")
+    base, grid = _full_base(spec), spec["grid"]
+    lams = tuple(grid["lam"])
+    table = projection_vs_l2(lams, base=base, optimizer=base["optimizer"], lr=base["lr"],
+                             steps=base["steps"], seeds=tuple(grid.get("seed", (0,))),
+                             store=ctx.store, workers=ctx.workers, progress=ctx.log)
+    fig = plot_projection_study(table, ctx.figure("convnet4_projection", "projection.png"))
+    proj = table[table["mode"] == "projected"].groupby("lam")["test_error"].mean()
+    small = proj[proj.index <= 1e-2]
+    spread = float(small.max() - small.min())
+    n_test = int(base.get("n_test") or 10000)
+    mid = float(small.mean())
+    noise = math.sqrt(max(mid * (1 - mid), 1e-12) / n_test)
+    claims = [Claim("with ‖w‖ = const, test error hardly depends on λ ≤ 1e-2 (range within 2 "
+                    "test-noise SE)", f"range {spread:.4f}; SE {noise:.4f}",
+                    "holds" if spread <= 2 * noise else "does not hold")]
+    summary = table.groupby(["mode", "lam"])["test_error"].mean().unstack("mode").reset_index()
+    return StudyOutput(
+        _paper_what(ctx, "CIFAR-10, ConvNet4 with BN, Adam η = 1e-3: plain L2 against the ‖w‖ = "
+                    "const update", "convnet4_cifar10_adam_projection"),
+        claims, [(fig, "final test error against λ")], [_table("final test error", summary)],
+        {"sweep": spec})
 
 
 # --- Lewkowycz & Gur-Ari: infinite-width theory vs wide networks ------------------------------
@@ -461,6 +668,13 @@ STUDIES: list[Study] = [
           study_norm_grid),
     Study("norm_projection", "The ‖w‖ = const update", VL, ("mini",), study_norm_projection),
     Study("norm_bridge", "Bridge: t* with and without BN", VL, ("mini",), study_norm_bridge),
+    Study("wrn_tstar", "WRN-28-10: t* ∝ 1/λ for several η", LG, ("paper",), study_wrn_tstar),
+    Study("wrn_fig1a", "WRN-28-10: accuracy at a budget ∝ 1/λ (Figure 1a)", LG, ("paper",),
+          study_wrn_fig1a),
+    Study("cnn_tstar", "CNN with and without BN: t* ∝ 1/λ", LG, ("paper",), study_cnn_tstar),
+    Study("convnet4_grid", "ConvNet4 + Adam: the η×λ grid", VL, ("paper",), study_convnet4_grid),
+    Study("convnet4_projection", "ConvNet4 + Adam: the ‖w‖ = const update", VL, ("paper",),
+          study_convnet4_projection),
 ]
 
 
@@ -476,7 +690,7 @@ def _versions() -> dict[str, str]:
 def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
               store: str | Path | None = None, workers: int = 2,
               only: Sequence[str] | None = None, data_dir: str | Path | None = None,
-              steps_scale: float = 1.0, subset: int | None = None,
+              steps_scale: float = 1.0, subset: int | None = None, fast: bool = True,
               command: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every study of `suite` (or the keys in `only`), write the report; the summary."""
     from l2dynamics.report.html import render_report
@@ -499,7 +713,7 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
     store_path = Path(store) if store is not None else out / "runs.sqlite"
     store_path.parent.mkdir(parents=True, exist_ok=True)
     ctx = Context(suite, out, store_path, workers, Path(data_dir) if data_dir else None,
-                  steps_scale, subset, log)
+                  steps_scale, subset, log, fast)
     command = command or f"l2dynamics reproduce --suite {suite} --out {out}"
     entries, start = [], time.perf_counter()
     for study in chosen:
@@ -526,9 +740,35 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
     summary = {"suite": suite, "created": datetime.now(UTC).isoformat(
         timespec="seconds"), "machine": f"{platform.node()} ({platform.machine()}, "
         f"{_cpu_count()} CPUs)", "wall_seconds": time.perf_counter() - start,
-        "command": command, "versions": _versions(), "studies": entries}
+        "command": command, "versions": _versions(), "studies": entries,
+        "runs": store_runs(store_path)}
     render_report(summary, out)
     return summary
+
+
+def store_runs(store: Path) -> dict[str, Any]:
+    """Run counts by status in `store`, and every run that did not finish cleanly (diverged:
+    with the step and cause; failed: with the error), for the report's "Runs" section."""
+    from l2dynamics.store import RunStore
+
+    if not Path(store).is_file():
+        return {"counts": {}, "problems": []}
+    counts: dict[str, int] = {}
+    problems = []
+    with RunStore(store) as st:
+        for rec in st.list_runs():
+            status = rec["status"]
+            counts[status] = counts.get(status, 0) + 1
+            if status not in ("diverged", "failed"):
+                continue
+            cfg = rec.get("config") or {}
+            problems.append({
+                "id": rec["id"], "status": status, "name": rec.get("name"),
+                "optimizer": cfg.get("optimizer"), "lr": cfg.get("lr"), "lam": cfg.get("lam"),
+                "seed": cfg.get("seed"), "step": rec.get("diverged_step"),
+                "cause": (rec.get("diverged_cause") if status == "diverged"
+                          else str(rec.get("error") or "")[:300])})
+    return {"counts": counts, "problems": problems}
 
 
 def _cpu_count() -> int:

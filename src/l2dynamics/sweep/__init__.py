@@ -7,10 +7,11 @@ from l2dynamics.sweep.local import (
     SweepResult,
     canonical,
     check_executor,
+    check_sweep_memory,
     engine_units,
     run_sweep,
 )
 from l2dynamics.sweep.spec import Budget, Sweep, load_sweep
 
 __all__ = ["ENGINES", "EXECUTORS", "Budget", "Sweep", "SweepResult", "canonical", "check_executor",
-           "engine_units", "load_sweep", "run_sweep"]
+           "check_sweep_memory", "engine_units", "load_sweep", "run_sweep"]

@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from l2dynamics.config import Config, make_config
-from l2dynamics.errors import ConfigError
+from l2dynamics.errors import ConfigError, ResourceError
 from l2dynamics.sweep.spec import Sweep, load_sweep
 
 DONE_STATUSES = ("finished", "diverged")
@@ -162,6 +164,29 @@ def check_executor(executor: str, *, workers: int | None = None, cpus_per_run: f
     require_ray()
     if address is not None:
         check_address(address)
+
+
+def check_sweep_memory(configs: Sequence[Config]) -> None:
+    """Refuse (ResourceError, naming the first run that cannot fit) a sweep before anything is
+    written, instead of recording its runs as failed one by one. Each distinct dataset is loaded
+    once, on the CPU; the estimate is :func:`~l2dynamics.train.memory.check_run_memory`'s, for
+    the run's own device. Members of vectorized ensembles are checked again when grouped."""
+    from l2dynamics.train.loop import load_run_data, resolve_device
+    from l2dynamics.train.memory import check_run_memory
+
+    data_keys = ("dataset", "data_dir", "n_train", "n_test", "data_seed", "augment",
+                 "normalize", "data_options", "dtype")
+    loaded: dict[str, Any] = {}
+    for cfg in configs:
+        raw = cfg.to_dict()
+        key = json.dumps({k: raw[k] for k in data_keys}, sort_keys=True, default=str)
+        if key not in loaded:
+            loaded[key] = load_run_data(cfg, torch.device("cpu"), getattr(torch, cfg.dtype))
+        try:
+            check_run_memory(cfg, loaded[key], resolve_device(cfg.device))
+        except ResourceError as err:
+            label = cfg.name or f"λ={cfg.lam:g}, η={cfg.lr:g}, seed={cfg.seed}"
+            raise ResourceError(f"sweep run {label}: {err}") from None
 
 
 def run_sweep(sweep: Sweep | Mapping[str, Any] | str | Path, store_path: str | Path | None,

@@ -1,0 +1,109 @@
+"""The paper suite: every study reads its sweep from configs/paper/ and scales it as asked; two
+studies run end to end on tiny MNIST and CIFAR-10 files written in the real formats."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from l2dynamics.studies import reproduce as rep
+from l2dynamics.sweep import load_sweep
+
+PAPER_STUDIES = {"tstar", "wrn_tstar", "wrn_fig1a", "cnn_tstar", "convnet4_grid",
+                 "convnet4_projection"}
+CONFIGS = ["fc_mnist_tstar", "wrn_cifar10_tstar", "wrn_cifar10_fig1a", "cnn_cifar10_tstar",
+           "convnet4_cifar10_adam_grid", "convnet4_cifar10_adam_projection"]
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    arr = np.asarray(arr, np.uint8)
+    path.write_bytes(struct.pack(">I", 0x800 + arr.ndim)
+                     + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes())
+
+
+def make_data(root: Path, n: int = 60) -> Path:
+    """MNIST IDX files and CIFAR-10 python batches of `n` random images each."""
+    rng = np.random.default_rng(0)
+    mnist = root / "mnist"
+    mnist.mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        _write_idx(mnist / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(mnist / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    cifar = root / "cifar-10-batches-py"
+    cifar.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(cifar / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         b"labels": (np.arange(n) % 10).tolist()}, f, protocol=2)
+    return root
+
+
+def test_paper_suite_lists_every_paper_experiment():
+    assert {s.key for s in rep.STUDIES if "paper" in s.suites} == PAPER_STUDIES
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_paper_specs_are_scaled_and_point_at_the_data(tmp_path, name):
+    full = rep.Context("paper", tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path / "data")
+    small = rep.Context("paper", tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path / "data",
+                        steps_scale=0.1, subset=500)
+    big, little = rep._paper_spec(full, name), rep._paper_spec(small, name)
+    big_cfgs, little_cfgs = load_sweep(big).configs(), load_sweep(little).configs()
+    assert len(big_cfgs) == len(little_cfgs) > 1
+    for a, b in zip(big_cfgs, little_cfgs, strict=True):
+        assert a.data_dir == b.data_dir == str(tmp_path / "data")
+        assert b.n_train == 500 and a.n_train != 500
+        assert b.steps == pytest.approx(0.1 * a.steps, rel=0.02, abs=1)
+        assert (a.autocast, a.channels_last) == ("none", False)  # no GPU here
+        assert {k: v for k, v in a.to_dict().items() if k not in ("n_train", "steps")} == \
+            {k: v for k, v in b.to_dict().items() if k not in ("n_train", "steps")}
+
+
+def test_gpu_options_only_for_the_paper_suite_on_cuda(tmp_path, monkeypatch):
+    import torch
+
+    ctx = rep.Context("paper", tmp_path, tmp_path / "s.sqlite")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ctx.gpu_options(image=True) == {"autocast": "bf16", "channels_last": True}
+    assert ctx.gpu_options(image=False) == {"autocast": "bf16", "channels_last": False}
+    ctx.fast = False
+    assert ctx.gpu_options(image=True) == {}
+    mini = rep.Context("mini", tmp_path, tmp_path / "s.sqlite")
+    assert mini.gpu_options(image=True) == {}
+
+
+def trimmed_configs(folder: Path) -> Path:
+    """The real configs/paper/ files with every grid list cut to two values (seeds to one):
+    the same studies and code paths, a few runs each."""
+    import yaml
+
+    folder.mkdir()
+    for path in rep.PAPER_CONFIGS.glob("*.yaml"):
+        spec = yaml.safe_load(path.read_text())
+        spec["grid"] = {k: (v[:1] if k == "seed" else v[:2]) for k, v in spec["grid"].items()}
+        (folder / path.name).write_text(yaml.safe_dump(spec))
+    return folder
+
+
+@pytest.mark.slow
+def test_paper_suite_runs_end_to_end_on_tiny_files(tmp_path, monkeypatch):
+    data = make_data(tmp_path / "data")
+    monkeypatch.setattr(rep, "PAPER_CONFIGS", trimmed_configs(tmp_path / "configs"))
+    summary = rep.reproduce("paper", tmp_path / "report", data_dir=data, only=["cnn_tstar",
+                            "tstar"], steps_scale=0.0001, subset=40, workers=1,
+                            log=lambda msg: None)
+    by_key = {s["key"]: s for s in summary["studies"]}
+    for key in ("tstar", "cnn_tstar"):
+        assert by_key[key]["status"] == "ok", by_key[key]["error"]
+        assert by_key[key]["claims"], key
+        for fig in by_key[key]["figures"]:
+            assert (tmp_path / "report" / fig["path"]).is_file()
+    # the CNN study judges the nets without and with BN separately
+    labels = {c["claim"].split(")")[0] for c in by_key["cnn_tstar"]["claims"]}
+    assert {"(no BN", "(BN"} <= labels
+    assert "configs/paper/cnn_cifar10_tstar.yaml" in by_key["cnn_tstar"]["description"]
+    assert (tmp_path / "report" / "index.html").is_file()
