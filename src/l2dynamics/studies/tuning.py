@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,26 +107,20 @@ class _Runner:
         self.store_path, self.workers, self.log = Path(store_path), workers, log
 
     def run(self, configs: Sequence[Config]) -> list[dict[str, Any]]:
-        from l2dynamics.store import RunStore
-        from l2dynamics.sweep.local import canonical, completed_runs, run_sweep
+        from l2dynamics.studies.runs import train_through_store
 
-        start = time.perf_counter()
-        result = run_sweep(None, self.store_path, configs=list(configs), workers=self.workers)
-        if result.failed:
-            raise RuntimeError(f"{result.failed} benchmark runs failed: {result.errors[:2]}")
-        with RunStore(self.store_path) as store:
-            done = completed_runs(store)
-            ids = [done[canonical(c)] for c in configs]
-            series = store.series(ids, names=["test_acc"])
-            status = {r["id"]: r["status"] for r in store.list_runs(ids=ids)}
-        self.log(f"  {len(configs)} runs ready ({time.perf_counter() - start:.0f} s)")
+        runs = train_through_store(configs, self.store_path, workers=self.workers,
+                                   names=["test_acc"], log=lambda msg: self.log(f"  {msg}"))
         out = []
-        for cfg, run_id in zip(configs, ids, strict=True):
-            s = series[series["run_id"] == run_id].sort_values("step")
-            steps, acc = s["step"].to_numpy(int), s["value"].to_numpy(float)
-            final = float(acc[-1]) if status[run_id] == "finished" and len(acc) else 0.0
-            out.append({"lam": cfg.lam, "seed": cfg.seed, "final": final, "steps": steps,
-                        "acc": acc, "status": status[run_id], "run_id": run_id})
+        for run in runs:
+            hist = run.history.dropna(subset=["test_acc"]) if "test_acc" in run.history \
+                else run.history.iloc[:0]
+            steps = hist["step"].to_numpy(int)
+            acc = hist["test_acc"].to_numpy(float) if len(hist) else np.zeros(0)
+            final = float(acc[-1]) if run.status == "finished" and len(acc) else 0.0
+            out.append({"lam": run.config.lam, "seed": run.config.seed, "final": final,
+                        "steps": steps, "acc": acc, "status": run.status,
+                        "run_id": run.run_id})
         return out
 
 
