@@ -70,8 +70,15 @@ def test_gpu_options_only_for_the_paper_suite_on_cuda(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert ctx.gpu_options(image=True) == {"autocast": "bf16", "channels_last": True}
     assert ctx.gpu_options(image=False) == {"autocast": "bf16", "channels_last": False}
+    # the study descriptions name the options each config's runs really use
+    fc, wrn = rep._paper_spec(ctx, "fc_mnist_tstar"), rep._paper_spec(ctx, "wrn_cifar10_tstar")
+    assert "bf16 autocast" in rep._paper_what(ctx, "x", "fc_mnist_tstar", fc)
+    assert "channels_last" not in rep._paper_what(ctx, "x", "fc_mnist_tstar", fc)
+    assert "bf16 autocast, channels_last)" in rep._paper_what(ctx, "x", "wrn_cifar10_tstar", wrn)
     ctx.fast = False
     assert ctx.gpu_options(image=True) == {}
+    assert rep._paper_what(ctx, "x", "wrn", rep._paper_spec(ctx, "wrn_cifar10_tstar")) == \
+        "x (configs/paper/wrn.yaml)"
     mini = rep.Context("mini", tmp_path, tmp_path / "s.sqlite")
     assert mini.gpu_options(image=True) == {}
 

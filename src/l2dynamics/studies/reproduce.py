@@ -152,7 +152,7 @@ def study_tstar(ctx: Context) -> StudyOutput:
         spec = _paper_spec(ctx, "fc_mnist_tstar")
         what = _paper_what(ctx, "MNIST, 3×1024 FC, plain SGD, η ∈ {0.05, 0.1, 0.2}, λ ∈ {0, "
                            "1e-4 … 1e-2}, 3 seeds, each λ run to 4/(ηλ) steps; t* = the "
-                           "smoothed test-accuracy peak", "fc_mnist_tstar")
+                           "smoothed test-accuracy peak", "fc_mnist_tstar", spec)
     return _tstar_output(ctx, "tstar", spec, what, estimator)
 
 
@@ -286,15 +286,19 @@ def _paper_spec(ctx: Context, name: str) -> dict[str, Any]:
     return spec
 
 
-def _paper_what(ctx: Context, text: str, name: str) -> str:
+def _paper_what(ctx: Context, text: str, name: str, spec: Mapping[str, Any]) -> str:
+    """A paper study's description: `text`, its config file and the scale it ran at (read
+    from the scaled `spec`, so the speed options named are the ones its runs used)."""
     scale = []
     if ctx.steps_scale != 1.0:
         scale.append(f"steps × {ctx.steps_scale:g}")
     if ctx.subset:
         scale.append(f"{ctx.subset} training examples")
-    fast = ctx.gpu_options(image=True)
-    if fast:
-        scale.append("bf16 autocast" + (", channels_last" if fast.get("channels_last") else ""))
+    base = spec["base"]
+    if base.get("autocast", "none") != "none":
+        scale.append(f"{base['autocast']} autocast")
+    if base.get("channels_last"):
+        scale.append("channels_last")
     return (f"{text} (configs/paper/{name}.yaml" + (f"; {', '.join(scale)}" if scale else "")
             + ")")
 
@@ -303,8 +307,8 @@ def _paper_tstar_study(key: str, config: str, text: str) -> Callable[[Context], 
     """A paper-suite t* study: the sweep of ``configs/paper/<config>.yaml``, judged by the
     smoothed accuracy peak (the papers' t*)."""
     def run(ctx: Context) -> StudyOutput:
-        return _tstar_output(ctx, key, _paper_spec(ctx, config), _paper_what(ctx, text, config),
-                             "smoothed")
+        spec = _paper_spec(ctx, config)
+        return _tstar_output(ctx, key, spec, _paper_what(ctx, text, config, spec), "smoothed")
     return run
 
 
@@ -326,7 +330,7 @@ def study_cnn_tstar(ctx: Context) -> StudyOutput:
     norms = spec["grid"].pop("norm")
     merged = StudyOutput(_paper_what(ctx, "CIFAR-10, the CNN without and with BN, plain SGD "
                                      "η = 0.05, batch 256, λ ∈ {0, 1e-4 … 1e-2}, 2 seeds, each "
-                                     "run to 4/(ηλ) steps", "cnn_cifar10_tstar"))
+                                     "run to 4/(ηλ) steps", "cnn_cifar10_tstar", spec))
     for norm in norms:
         part_spec = {**spec, "name": f"{spec['name']}-{norm}",
                      "base": {**spec["base"], "norm": norm}}
@@ -375,7 +379,8 @@ def study_convnet4_grid(ctx: Context) -> StudyOutput:
         else "does not hold"))
     return StudyOutput(
         _paper_what(ctx, "CIFAR-10 with augmentation, 4-layer ConvNet with BN, Adam + coupled "
-                    "L2 on the conv weights over a 4×5 (η, λ) grid", "convnet4_cifar10_adam_grid"),
+                    "L2 on the conv weights over a 4×5 (η, λ) grid", "convnet4_cifar10_adam_grid",
+                    spec),
         claims, [(fig, "test error over the η×λ grid, the collapse and the effective LR")],
         [_table("ConvNet4 grid", table.drop(columns=["run_id", "optimizer"]))], {"sweep": spec})
 
@@ -403,7 +408,7 @@ def study_convnet4_projection(ctx: Context) -> StudyOutput:
     summary = table.groupby(["mode", "lam"])["test_error"].mean().unstack("mode").reset_index()
     return StudyOutput(
         _paper_what(ctx, "CIFAR-10, ConvNet4 with BN, Adam η = 1e-3: plain L2 against the ‖w‖ = "
-                    "const update", "convnet4_cifar10_adam_projection"),
+                    "const update", "convnet4_cifar10_adam_projection", spec),
         claims, [(fig, "final test error against λ")], [_table("final test error", summary)],
         {"sweep": spec})
 

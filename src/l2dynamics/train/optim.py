@@ -18,7 +18,7 @@ from l2dynamics.config import Config
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Config) -> torch.optim.Optimizer:
     """SGD (optionally heavy-ball or Nesterov momentum, PyTorch convention), Adam or AdamW."""
     params = list(params)
-    # on CUDA the fused kernels update every tensor in one launch (same arithmetic)
+    # on CUDA the fused kernels apply the same update rule to every tensor in one launch
     fused = {"fused": True} if params and all(p.is_cuda for p in params) else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
