@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from l2dynamics import Trainer, make_config
-from l2dynamics.train import EnsembleTrainer, choose_engine
-from l2dynamics.train.loop import load_run_data, resolve_device
+from l2dynamics.train import EnsembleTrainer, choose_engine, load_run_data, resolve_device
 
 try:
     from benchmarks.common import median, print_table, timed, write_result

@@ -141,7 +141,7 @@ def test_theory_quick_writes_figures_and_tables(tmp_path):
     result = runner.invoke(app, ["theory", "--quick", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     for name in ("theory_curves.png", "characteristic_times.png", "networks.png", "hessian.png"):
-        assert (tmp_path / name).stat().st_size > 10_000
+        assert (tmp_path / "figures" / "theory" / name).stat().st_size > 10_000
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["comparisons"] and summary["fits"]
     assert "deep (k=3) vs linear" in result.output

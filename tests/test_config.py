@@ -1,10 +1,16 @@
+import dataclasses
+import json
 import math
+import re
 
 import pytest
 
 from l2dynamics.config import (
     CONFIG_KEYS,
+    CROSS_KEY_RULES,
     Config,
+    describe_keys,
+    invalid_examples,
     load_config_file,
     make_config,
     parse_overrides,
@@ -91,14 +97,78 @@ def test_defaults_are_valid():
 def test_shipped_configs_are_valid():
     from pathlib import Path
 
+    import l2dynamics.studies
     from l2dynamics.sweep import load_sweep
 
     root = Path(__file__).parent.parent / "configs"
+    paper = Path(l2dynamics.studies.__file__).parent / "suites" / "paper_configs"
     sweep_dirs = ("sweeps", "paper")  # sweep specs; everything else is a run config
     runs = sorted(p for p in root.rglob("*.yaml") if not set(sweep_dirs) & set(p.parts))
-    sweeps = sorted(p for d in sweep_dirs for p in (root / d).glob("*.yaml"))
+    sweeps = sorted(p for d in (root / "sweeps", root / "paper", paper) for p in d.glob("*.yaml"))
     assert runs and len(sweeps) >= 6
     for path in runs:
         make_config(load_config_file(path))
     for path in sweeps:
         assert len(load_sweep(path).configs()) > 0
+
+
+# --- the declarations: one per key, driving validation, `l2dynamics keys` and the docs ----------
+
+
+def test_describe_keys_has_one_row_per_key_with_the_promised_fields():
+    rows = describe_keys()
+    assert [r["key"] for r in rows] == list(CONFIG_KEYS)
+    for row in rows:
+        assert list(row) == ["key", "type", "default", "allowed", "unit", "help"]
+        assert row["type"] and row["allowed"] and row["help"], row
+        assert isinstance(row["unit"], str)
+        json.dumps(row, allow_nan=False)  # JSON-ready, for the docs' key table
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["lr"]["allowed"] == "> 0" and by_key["lam"]["allowed"] == ">= 0"
+    assert by_key["momentum"]["allowed"] == "[0, 1)"
+    assert by_key["optimizer"]["allowed"] == "one of sgd, adam, adamw"
+    assert by_key["n_train"]["allowed"] == ">= 1 or null"
+    assert by_key["data_seed"]["allowed"] == "[0, 4294967295]"
+    assert by_key["steps"] == {"key": "steps", "type": "int", "default": 1000, "allowed": ">= 1",
+                               "unit": "updates", "help": "training length"}
+    assert by_key["betas"]["default"] == [0.9, 0.999]
+
+
+def test_defaults_satisfy_their_declarations():
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        f.metadata["constraint"].check(f.name, getattr(defaults, f.name))
+
+
+def test_invalid_examples_cover_every_key_and_the_float_edge_cases():
+    drawn = invalid_examples()
+    assert {d.key for d in drawn} == set(CONFIG_KEYS)
+    for name in ("lam", "lr", "momentum", "eps"):
+        values = [d.value for d in drawn if d.key == name]
+        assert any(isinstance(v, float) and math.isnan(v) for v in values)
+        assert math.inf in values and -math.inf in values
+    # each is refused on its own (tests/test_bad_inputs.py checks every one, API and CLI)
+    for d in drawn[:: max(1, len(drawn) // 25)]:
+        with pytest.raises(ConfigError, match=re.escape(d.says)):
+            make_config({d.key: d.value})
+
+
+def test_choice_suggests_the_close_one():
+    with pytest.raises(ConfigError, match="did you mean 'adamw'"):
+        make_config(optimizer="AdamW")
+
+
+def test_cross_key_rules_are_a_short_explicit_list():
+    assert 1 <= len(CROSS_KEY_RULES) <= 10
+    assert all(rule(Config().__dict__) is None for rule in CROSS_KEY_RULES)  # defaults pass
+
+
+def test_the_names_config_accepts_are_the_registries():
+    from l2dynamics.data import available_datasets
+    from l2dynamics.models import MODEL_NAMES, model_defaults
+
+    by_key = {r["key"]: r for r in describe_keys()}
+    assert by_key["model"]["allowed"] == "one of " + ", ".join(MODEL_NAMES)
+    assert all(model_defaults(name) for name in MODEL_NAMES)
+    datasets = [info.name for info in available_datasets()]
+    assert by_key["dataset"]["allowed"] == "one of " + ", ".join(datasets)

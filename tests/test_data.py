@@ -559,3 +559,13 @@ def test_teacher_regression():
 def test_teacher_options_validated(opts, match):
     with pytest.raises(ConfigError, match=match):
         load_dataset("teacher", **opts)
+
+
+def test_registry_holds_exactly_the_torch_free_names():
+    from l2dynamics import names
+    from l2dynamics.data import _REGISTRY, _resolve
+
+    assert tuple(_REGISTRY) == DATASET_NAMES == names.DATASET_NAMES
+    for spec in _REGISTRY.values():  # every lazily named loader and augmentation resolves
+        assert callable(spec.load())
+        assert spec.augment is None or callable(_resolve(spec.augment))

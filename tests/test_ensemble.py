@@ -19,8 +19,13 @@ import torch
 
 from l2dynamics import RunStore, Trainer, load_series, make_config
 from l2dynamics.errors import ConfigError
-from l2dynamics.train import EnsembleTrainer, choose_engine, ensemble_key, vectorizable
-from l2dynamics.train.loop import load_run_data
+from l2dynamics.train import (
+    EnsembleTrainer,
+    choose_engine,
+    ensemble_key,
+    load_run_data,
+    vectorizable,
+)
 
 FAST = dict(dataset="digits", n_train=300, n_test=200, width=32, depth=2, batch_size=32,
             lr=0.1, eval_per_decade=5, device="cpu")

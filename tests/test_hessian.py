@@ -22,7 +22,7 @@ EPS = torch.finfo(torch.float64).eps
 
 
 def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """½·Σ_outputs (f − y)², batch mean (as `train.loss.make_loss("mse", "regression", ·)`)."""
+    """½·Σ_outputs (f − y)², batch mean (as `losses.make_loss("mse", "regression", ·)`)."""
     return 0.5 * (out - y).pow(2).sum(dim=1).mean()
 
 

@@ -16,16 +16,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from l2dynamics import resources as memory
 from l2dynamics.cli import app
 from l2dynamics.config import make_config
 from l2dynamics.errors import ConfigError, ResourceError
 from l2dynamics.models import build_model
 from l2dynamics.probes import empirical_ntk, fc_empirical_ntk
-from l2dynamics.store import RunStore
-from l2dynamics.studies.theory import TheoryStudy, run_theory_study
-from l2dynamics.theory import fc_kernels
-from l2dynamics.train import EnsembleTrainer, Trainer, memory
-from l2dynamics.train.memory import (
+from l2dynamics.resources import (
     MEMORY_ENV,
     activation_counts,
     available_memory,
@@ -34,8 +31,12 @@ from l2dynamics.train.memory import (
     format_bytes,
     kernel_memory,
     parse_bytes,
-    run_memory,
 )
+from l2dynamics.store import RunStore
+from l2dynamics.studies.theory import TheoryStudy, run_theory_study
+from l2dynamics.theory import fc_kernels
+from l2dynamics.train import EnsembleTrainer, Trainer
+from l2dynamics.train.footprint import run_memory
 
 TINY = dict(dataset="digits", n_train=100, n_test=50, width=16, depth=2, steps=5)
 

@@ -119,12 +119,12 @@ def test_cli_grid_and_bridge(tmp_path):
         "--steps", "300", "--store", str(tmp_path / "n.sqlite"), "--out", str(out),
         "--set", "n_train=300", "--set", "width=16"])
     assert result.exit_code == 0, result.output
-    assert (out / "grid_sgd.png").stat().st_size > 0
+    assert (out / "figures" / "norm_grid" / "sgd.png").stat().st_size > 0
     summary = json.loads((out / "grid.json").read_text())["sgd"]
     assert summary["runs"] == 4
     assert "effective LR" in result.output or "no exponent fit" in result.output
-    bad = runner.invoke(app, ["norms", "grid", "--optimizers", "sgd"])
-    assert bad.exit_code == 2 and "--out" in bad.output
+    bad = runner.invoke(app, ["norms", "grid", "--optimizers", "sgdx", "--out", str(out)])
+    assert bad.exit_code == 2 and "--optimizers" in bad.output
     bad = runner.invoke(app, ["norms", "bridge", "--out", str(out), "--lrs", "0.1"])
     assert bad.exit_code == 2 and "--lrs" in bad.output
 
@@ -134,16 +134,14 @@ def test_paper_convnet4_configs_load_and_their_conv_weights_are_scale_invariant(
     """The GPU configs parse into valid runs, and the model they name has exactly its three
     conv weights scale-invariant (on CIFAR-shaped inputs), so `decay_params: weights` decays
     both invariant tensors and the readout, as the study intends."""
-    from pathlib import Path
-
     import torch
 
     from l2dynamics.models import build_model
     from l2dynamics.probes.scale import detect_scale_invariant
+    from l2dynamics.studies.suite import read_paper_config
     from l2dynamics.sweep import load_sweep
 
-    root = Path(__file__).resolve().parents[1]
-    configs = load_sweep(root / "configs" / "paper" / f"{name}.yaml").configs()
+    configs = load_sweep(read_paper_config(name)).configs()
     assert configs and all(c.model == "convnet4" and c.optimizer == "adam" for c in configs)
     torch.manual_seed(0)
     model = build_model("convnet4", input_shape=(3, 32, 32), num_outputs=10, width=4)

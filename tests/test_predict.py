@@ -80,10 +80,11 @@ def test_cli_predict(tmp_path):
     res = runner.invoke(app, ["predict", "--budget", "4000", *sets, "--lam-ref", "0.02",
                               "--seeds", "0", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "λ_pred =" in res.output and (tmp_path / "prediction.png").stat().st_size > 10_000
+    figure = tmp_path / "figures" / "predict" / "prediction.png"
+    assert "λ_pred =" in res.output and figure.stat().st_size > 10_000
     failed = runner.invoke(app, ["predict", "--budget", "4000", *sets, "--lam-ref", "0.01",
                                  "--probe-k", "0.05", "--estimator", "smoothed", "--seeds",
-                                 "0"])
+                                 "0", "--out", str(tmp_path / "failed")])
     assert failed.exit_code == 1 and "no prediction" in failed.output
     bad = runner.invoke(app, ["predict", "--budget", "0", *sets])
     assert bad.exit_code == 2 and "budget" in bad.output

@@ -34,8 +34,7 @@ import pytest
 import yaml
 
 from l2dynamics.store import RunStore
-from l2dynamics.sweep import load_sweep, run_sweep
-from l2dynamics.sweep.local import canonical
+from l2dynamics.sweep import canonical, load_sweep, run_sweep
 from l2dynamics.train.checkpoint import load_checkpoint
 
 SPEC = {

@@ -3,34 +3,74 @@
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
 
+from l2dynamics.analysis.verdicts import Claim
+from l2dynamics.config.constraints import Int
 from l2dynamics.errors import ConfigError
+from l2dynamics.studies import registry
 from l2dynamics.studies import reproduce as rep
+from l2dynamics.studies import suite as suite_mod
+from l2dynamics.studies.base import LG, VL, Figure, Study, param
 
 
-def _ok_study(ctx):
-    fig, ax = plt.subplots()
-    ax.plot([0, 1], [1, 0])
-    path = ctx.figure("toy", "toy.png")
-    fig.savefig(path)
-    plt.close(fig)
-    return rep.StudyOutput("a toy study", [rep.Claim("x holds", "x = 1", "holds", "[0.9, 1.1]")],
-                           [(path, "a line")], [], {"x": 1})
+@dataclass
+class ToyResult:
+    description: str
+    design: dict = field(default_factory=dict)
+    path: Path | None = None
 
 
-def _failing_study(ctx):
-    raise RuntimeError("this study broke")
+@dataclass
+class ToyParams:
+    x: int = param(1, Int(ge=0), "a number")
+
+
+class ToyStudy(Study):
+    key, title, paper, Params = "toy", "Toy", LG, ToyParams
+
+    def run(self, params, ctx):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        path = ctx.figure("toy.png")
+        fig.savefig(path)
+        plt.close(fig)
+        return ToyResult("a toy study", {"x": params.x}, path)
+
+    def claims(self, result):
+        return [Claim("x holds", "x = 1", "holds", "[0.9, 1.1]")]
+
+    def figures(self, result, ctx):
+        return [Figure(result.path, "a line")]
+
+
+class BrokenStudy(ToyStudy):
+    key, title, paper = "broken", "Broken", VL
+
+    def run(self, params, ctx):
+        raise RuntimeError("this study broke")
 
 
 @pytest.fixture
 def toy_studies(monkeypatch):
-    studies = [rep.Study("toy", "Toy", rep.LG, ("mini",), _ok_study),
-               rep.Study("broken", "Broken", rep.VL, ("mini",), _failing_study)]
-    monkeypatch.setattr(rep, "STUDIES", studies)
-    return studies
+    """A registry and a mini suite of two toy studies, one of which fails."""
+    monkeypatch.setitem(registry.STUDIES, "toy", ToyStudy)
+    monkeypatch.setitem(registry.STUDIES, "broken", BrokenStudy)
+    real = suite_mod.load_suite
+
+    def load(name):
+        if name != "mini":
+            return real(name)
+        return suite_mod.Suite("mini", "toys", [suite_mod.Entry("toy", "toy"),
+                                                suite_mod.Entry("broken", "broken")],
+                               changelog=[{"date": "2026-01-01", "study": "toy",
+                                           "change": "x 0 → 1", "why": "a test"}])
+    monkeypatch.setattr(rep, "load_suite", load)
+    monkeypatch.setattr(suite_mod, "load_suite", load)
 
 
 def test_driver_writes_the_report_and_survives_a_failing_study(tmp_path, toy_studies):
@@ -43,6 +83,7 @@ def test_driver_writes_the_report_and_survives_a_failing_study(tmp_path, toy_stu
     assert by_key["toy"]["command"].endswith("--only toy")
     page = (tmp_path / "r" / "index.html").read_text()
     assert "x holds" in page and "this study broke" in page
+    assert "x 0 → 1" in page  # the suite's changelog is on the page
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["suite"] == "mini"
 
 
@@ -58,8 +99,8 @@ def test_driver_refuses_bad_arguments(tmp_path, toy_studies):
     assert not any((tmp_path / n).exists() for n in "abcd")
 
 
-def test_every_mini_study_is_registered_once():
-    keys = [s.key for s in rep.STUDIES if "mini" in s.suites]
+def test_the_mini_suite_runs_every_mini_study_once():
+    keys = suite_mod.load_suite("mini").keys()
     assert len(keys) == len(set(keys))
     assert {"tstar", "theory", "tuning", "norm_equilibrium", "norm_traces", "norm_grid",
             "norm_projection", "norm_bridge"} <= set(keys)
@@ -99,3 +140,22 @@ def test_real_theory_study_renders_and_loads_in_a_browser(tmp_path):
     assert result["ok"], result
     assert not result["broken_images"] and not result["console_errors"]
     assert len(result["images"]) == len(study["figures"])
+
+
+def test_a_registered_study_appears_in_the_cli_without_further_code(tmp_path, toy_studies):
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+
+    result = CliRunner().invoke(app, ["study", "toy", "--set", "x=2", "--out",
+                                      str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert "x holds" in result.output and "holds" in result.output
+    record = json.loads((tmp_path / "t" / "result.json").read_text())
+    assert record["design"] == {"x": 2} and record["claims"][0]["verdict"] == "holds"
+    assert (tmp_path / "t" / "figures" / "toy" / "toy.png").is_file()
+    listed = CliRunner().invoke(app, ["studies"])
+    assert "toy" in listed.output and "mini:toy" in listed.output
+    bad = CliRunner().invoke(app, ["study", "toy", "--set", "x=-1", "--out",
+                                   str(tmp_path / "u")])
+    assert bad.exit_code == 2 and "x must be >= 0" in bad.output

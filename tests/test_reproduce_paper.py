@@ -1,5 +1,6 @@
-"""The paper suite: every study reads its sweep from configs/paper/ and scales it as asked; two
-studies run end to end on tiny MNIST and CIFAR-10 files written in the real formats."""
+"""The paper suite: every study reads its sweep from a packaged paper config and scales it as
+asked; two studies run end to end on tiny MNIST and CIFAR-10 files written in the real
+formats."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 
 from l2dynamics.studies import reproduce as rep
+from l2dynamics.studies import suite as suite_mod
+from l2dynamics.studies.base import Context
 from l2dynamics.sweep import load_sweep
 
 PAPER_STUDIES = {"tstar", "wrn_tstar", "wrn_fig1a", "cnn_tstar", "convnet4_grid",
@@ -43,15 +46,16 @@ def make_data(root: Path, n: int = 60) -> Path:
 
 
 def test_paper_suite_lists_every_paper_experiment():
-    assert {s.key for s in rep.STUDIES if "paper" in s.suites} == PAPER_STUDIES
+    assert set(suite_mod.load_suite("paper").keys()) == PAPER_STUDIES
+    assert set(suite_mod.paper_config_names()) == set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_paper_specs_are_scaled_and_point_at_the_data(tmp_path, name):
-    full = rep.Context("paper", tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path / "data")
-    small = rep.Context("paper", tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path / "data",
-                        steps_scale=0.1, subset=500)
-    big, little = rep._paper_spec(full, name), rep._paper_spec(small, name)
+    full = Context(tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path / "data")
+    small = Context(tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path / "data",
+                    steps_scale=0.1, subset=500)
+    big, little = suite_mod.paper_spec(full, name), suite_mod.paper_spec(small, name)
     big_cfgs, little_cfgs = load_sweep(big).configs(), load_sweep(little).configs()
     assert len(big_cfgs) == len(little_cfgs) > 1
     for a, b in zip(big_cfgs, little_cfgs, strict=True):
@@ -63,34 +67,37 @@ def test_paper_specs_are_scaled_and_point_at_the_data(tmp_path, name):
             {k: v for k, v in b.to_dict().items() if k not in ("n_train", "steps")}
 
 
-def test_gpu_options_only_for_the_paper_suite_on_cuda(tmp_path, monkeypatch):
+def test_gpu_options_only_for_paper_configs_on_cuda(tmp_path, monkeypatch):
     import torch
 
-    ctx = rep.Context("paper", tmp_path, tmp_path / "s.sqlite")
+    ctx = Context(tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert ctx.gpu_options(image=True) == {"autocast": "bf16", "channels_last": True}
     assert ctx.gpu_options(image=False) == {"autocast": "bf16", "channels_last": False}
     # the study descriptions name the options each config's runs really use
-    fc, wrn = rep._paper_spec(ctx, "fc_mnist_tstar"), rep._paper_spec(ctx, "wrn_cifar10_tstar")
-    assert "bf16 autocast" in rep._paper_what(ctx, "x", "fc_mnist_tstar", fc)
-    assert "channels_last" not in rep._paper_what(ctx, "x", "fc_mnist_tstar", fc)
-    assert "bf16 autocast, channels_last)" in rep._paper_what(ctx, "x", "wrn_cifar10_tstar", wrn)
+    what, spec = suite_mod.paper_what, suite_mod.paper_spec
+    fc, wrn = spec(ctx, "fc_mnist_tstar"), spec(ctx, "wrn_cifar10_tstar")
+    assert "bf16 autocast" in what(ctx, "x", "fc_mnist_tstar", fc)
+    assert "channels_last" not in what(ctx, "x", "fc_mnist_tstar", fc)
+    assert "bf16 autocast, channels_last)" in what(ctx, "x", "wrn_cifar10_tstar", wrn)
     ctx.fast = False
     assert ctx.gpu_options(image=True) == {}
-    assert rep._paper_what(ctx, "x", "wrn", rep._paper_spec(ctx, "wrn_cifar10_tstar")) == \
-        "x (configs/paper/wrn.yaml)"
-    mini = rep.Context("mini", tmp_path, tmp_path / "s.sqlite")
-    assert mini.gpu_options(image=True) == {}
+    assert what(ctx, "x", "wrn", spec(ctx, "wrn_cifar10_tstar")) == "x (paper config wrn)"
+    # a mini study's own sweep never asks for the GPU options: its runs are plain float32
+    from l2dynamics.studies.study_tstar import TstarParams
+
+    assert "autocast" not in TstarParams().sweep["base"]
 
 
 def trimmed_configs(folder: Path) -> Path:
-    """The real configs/paper/ files with every grid list cut to two values (seeds to one):
+    """The real packaged paper configs with every grid list cut to two values (seeds to one):
     the same studies and code paths, a few runs each."""
     import yaml
 
     folder.mkdir()
-    for path in rep.PAPER_CONFIGS.glob("*.yaml"):
-        spec = yaml.safe_load(path.read_text())
+    for name in suite_mod.paper_config_names():
+        path = folder / f"{name}.yaml"
+        spec = suite_mod.read_paper_config(name)
         spec["grid"] = {k: (v[:1] if k == "seed" else v[:2]) for k, v in spec["grid"].items()}
         (folder / path.name).write_text(yaml.safe_dump(spec))
     return folder
@@ -99,7 +106,8 @@ def trimmed_configs(folder: Path) -> Path:
 @pytest.mark.slow
 def test_paper_suite_runs_end_to_end_on_tiny_files(tmp_path, monkeypatch):
     data = make_data(tmp_path / "data")
-    monkeypatch.setattr(rep, "PAPER_CONFIGS", trimmed_configs(tmp_path / "configs"))
+    trimmed = trimmed_configs(tmp_path / "configs")
+    monkeypatch.setattr(suite_mod, "paper_config_dir", lambda: trimmed)
     summary = rep.reproduce("paper", tmp_path / "report", data_dir=data, only=["cnn_tstar",
                             "tstar"], steps_scale=0.0001, subset=40, workers=1,
                             log=lambda msg: None)
@@ -112,5 +120,5 @@ def test_paper_suite_runs_end_to_end_on_tiny_files(tmp_path, monkeypatch):
     # the CNN study judges the nets without and with BN separately
     labels = {c["claim"].split(")")[0] for c in by_key["cnn_tstar"]["claims"]}
     assert {"(no BN", "(BN"} <= labels
-    assert "configs/paper/cnn_cifar10_tstar.yaml" in by_key["cnn_tstar"]["description"]
+    assert "paper config cnn_cifar10_tstar" in by_key["cnn_tstar"]["description"]
     assert (tmp_path / "report" / "index.html").is_file()

@@ -14,7 +14,7 @@ import torch
 
 from l2dynamics import Trainer, make_config
 from l2dynamics.errors import ConfigError
-from l2dynamics.train.ensemble import vectorizable
+from l2dynamics.train import vectorizable
 
 CNN = dict(dataset="digits", data_options={"image": True}, n_train=256, n_test=200,
            model="cnn", width=8, depth=2, norm="bn", optimizer="sgd", lr=0.05, momentum=0.9,

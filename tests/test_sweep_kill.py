@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from l2dynamics import RunStore
-from l2dynamics.sweep import load_sweep
-from l2dynamics.sweep.local import canonical
+from l2dynamics.sweep import canonical, load_sweep
 
 SPEC = {
     "name": "kill",

@@ -148,7 +148,7 @@ def test_lr_schedules_and_physical_time():
 
 
 def test_mse_is_half_squared_error_to_one_hot():
-    from l2dynamics.train.loss import make_loss
+    from l2dynamics.losses import make_loss
 
     loss = make_loss("mse", "classification", 3)
     out = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])

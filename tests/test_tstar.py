@@ -119,8 +119,10 @@ def test_analyze_tstar_cli(tmp_path):
     result = runner.invoke(app, ["analyze", "tstar", "--store", str(path), "--out",
                                  str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "verdict" in result.output and (tmp_path / "out" / "tstar.png").stat().st_size > 10_000
-    assert (tmp_path / "out" / "collapse.png").stat().st_size > 10_000
+    figures = tmp_path / "out" / "figures" / "tstar"
+    assert "verdict" in result.output and (figures / "tstar.png").stat().st_size > 10_000
+    assert (figures / "collapse.png").stat().st_size > 10_000
+    assert "[holds] t* ∝ 1/λ" in result.output or "t* ∝ 1/λ" in result.output
     assert (tmp_path / "out" / "tstar_fits.csv").exists()
     bad = runner.invoke(app, ["analyze", "tstar", "--store", str(path), "--estimator", "mean"])
     assert bad.exit_code == 2 and "--estimator" in bad.output

@@ -23,4 +23,4 @@ class StoreError(L2DynamicsError):
 
 
 class ResourceError(L2DynamicsError):
-    """A run would need more memory than is available (see ``l2dynamics.train.memory``)."""
+    """A run would need more memory than is available (see ``l2dynamics.resources``)."""

@@ -22,6 +22,7 @@ from l2dynamics.analysis.peak import (
     reaches_train_accuracy,
     smooth_log_time,
 )
+from l2dynamics.analysis.verdicts import test_noise_se
 from l2dynamics.store import RunStore
 
 
@@ -56,7 +57,7 @@ def tstar_table(store: RunStore, run_ids: Sequence[int] | None = None, *,
                "momentum": cfg["momentum"], "seed": cfg["seed"], "steps": cfg["steps"],
                "peak_acc": est.peak_raw, "peak_acc_smoothed": est.peak_smoothed,
                "fits_train": reaches_train_accuracy(train["value"], train_threshold),
-               "test_noise_se": _binomial_se(est.peak_raw, (rec.get("summary") or {}).get(
+               "test_noise_se": test_noise_se(est.peak_raw, (rec.get("summary") or {}).get(
                    "n_test") or cfg.get("n_test"))}
         steps_arr, acc_arr = acc["step"].to_numpy(float), acc["value"].to_numpy(float)
         for name in ("raw", "smoothed", "onset"):
@@ -69,14 +70,6 @@ def tstar_table(store: RunStore, run_ids: Sequence[int] | None = None, *,
         row["peak_at_end"] = row["censored_smoothed"]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _binomial_se(accuracy: float, n_test: int | None) -> float:
-    """Standard error of an accuracy measured on `n_test` examples (test-set noise): the
-    scatter a different test set of the same size would add. NaN when the size is unknown."""
-    if not n_test or not math.isfinite(accuracy):
-        return math.nan
-    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n_test)
 
 
 def censored_tstar(steps: np.ndarray, acc: np.ndarray, tstar: float, *, window: float,

@@ -4,22 +4,29 @@
 (class-balanced), cast, normalized with training-set statistics, and moved to ``device``.
 Offline datasets (``digits``, ``mnist1d``, ``teacher``) need no files; ``mnist`` and
 ``cifar10`` read the standard files from :func:`resolve_data_dir` (optionally downloading them).
+
+This module imports neither torch nor numpy: the registry names its loaders and augmentations
+(which need them) and imports them when a dataset is loaded, and finds files with ``locate``, so
+:func:`available_datasets` and ``l2dynamics datasets`` answer at once. ``load_dataset`` is
+defined in ``data.loading`` and imported from there on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from l2dynamics.data import files, offline, transforms
+from l2dynamics.data import locate
 from l2dynamics.data.dataset import Dataset
-from l2dynamics.errors import ConfigError
+from l2dynamics.names import DATASET_NAMES
+
+if TYPE_CHECKING:
+    from l2dynamics.data.loading import load_dataset
 
 __all__ = [
     "DATASET_NAMES",
@@ -39,56 +46,63 @@ _COMMON = ("n_train", "n_test", "seed", "data_dir", "download")  # every loader 
 class _Spec:
     kind: str  # "offline" (nothing to find) or "files"
     description: str
-    loader: Callable[..., Dataset]
+    loader: str  # "module.function" in l2dynamics.data, imported on use (it needs torch)
     files: tuple[str, ...] = ()
     find: Callable[[Path], dict | None] | None = None
     missing: Callable[[Path], list[str]] | None = None
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    augment: str | None = None  # "module.function": augment(x_batch, generator) -> x_batch
+
+    def load(self) -> Callable[..., Dataset]:
+        return _resolve(self.loader)
 
     @property
     def options(self) -> dict:
         """Dataset-specific keyword options and their defaults, read from the loader."""
-        params = inspect.signature(self.loader).parameters.values()
+        params = inspect.signature(self.load()).parameters.values()
         return {p.name: p.default for p in params if p.name not in _COMMON}
+
+
+def _resolve(reference: str) -> Any:
+    module, _, name = reference.rpartition(".")
+    return getattr(importlib.import_module(f"l2dynamics.data.{module}"), name)
 
 
 _REGISTRY: dict[str, _Spec] = {
     "digits": _Spec(
         "offline",
         "sklearn 8x8 digits, 1797 x 64 pixels in [0, 1], 10 classes, seeded stratified split",
-        offline.load_digits,
+        "offline.load_digits",
     ),
     "mnist1d": _Spec(
         "offline",
         "MNIST-1D signals of length 40, 10 classes, generated (and cached) at the "
         "requested sizes; default 4000 train / 1000 test",
-        offline.load_mnist1d,
+        "offline.load_mnist1d",
     ),
     "teacher": _Spec(
         "offline",
         "x ~ N(0, I) labelled by a random ReLU teacher network (classification or "
         "regression); default 1000 train / 1000 test",
-        offline.load_teacher,
+        "offline.load_teacher",
     ),
     "mnist": _Spec(
         "files",
         "MNIST 60000/10000 28x28 grey images from the IDX files (plain or .gz)",
-        files.load_mnist,
-        files.MNIST_FILES,
-        files.find_mnist,
-        files.missing_mnist,
+        "files.load_mnist",
+        locate.MNIST_FILES,
+        locate.find_mnist,
+        locate.missing_mnist,
     ),
     "cifar10": _Spec(
         "files",
         "CIFAR-10 50000/10000 32x32 colour images from the python batches",
-        files.load_cifar10,
-        files.CIFAR10_FILES,
-        files.find_cifar10,
-        files.missing_cifar10,
-        augment=transforms.random_crop_flip,
+        "files.load_cifar10",
+        locate.CIFAR10_FILES,
+        locate.find_cifar10,
+        locate.missing_cifar10,
+        augment="transforms.random_crop_flip",
     ),
 }
-DATASET_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 @dataclass
@@ -97,7 +111,9 @@ class DatasetInfo:
 
     ``files`` are the expected file names (MNIST also accepts each with ``.gz``); ``location``
     is the folder where they were all found, else ``None``; ``missing`` lists the expected files
-    absent from the preferred folder. Offline datasets are always available.
+    absent from the preferred folder. Offline datasets are always available. ``options`` are the
+    dataset-specific keyword options with their defaults, read from the loader's signature when
+    asked for (which imports the loader, and torch with it).
     """
 
     name: str
@@ -106,8 +122,11 @@ class DatasetInfo:
     files: list[str]
     location: Path | None
     available: bool
-    options: dict
     missing: list[str] = field(default_factory=list)
+
+    @property
+    def options(self) -> dict:
+        return _REGISTRY[self.name].options
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -119,8 +138,8 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def available_datasets(data_dir: str | os.PathLike | None = None) -> list[DatasetInfo]:
-    """Every registered dataset, whether its files are present under ``data_dir``, and its
-    options with their defaults."""
+    """Every registered dataset, whether its files are present under ``data_dir``, and (as
+    ``options``) its options with their defaults."""
     root = resolve_data_dir(data_dir)
     out = []
     for name, spec in _REGISTRY.items():
@@ -134,129 +153,16 @@ def available_datasets(data_dir: str | os.PathLike | None = None) -> list[Datase
                 list(spec.files),
                 location,
                 available=spec.kind == "offline" or found is not None,
-                options=spec.options,
                 missing=spec.missing(root) if spec.missing else [],
             )
         )
     return out
 
 
-def load_dataset(
-    name: str,
-    *,
-    n_train: int | None = None,
-    n_test: int | None = None,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = False,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    augment: bool = False,
-    normalize: str = "channel",
-    **options,
-) -> Dataset:
-    """Load dataset ``name`` onto ``device``.
+def __getattr__(name: str) -> Any:
+    if name == "load_dataset":  # imports torch; see the module docstring
+        from l2dynamics.data.loading import load_dataset
 
-    Args:
-        n_train, n_test: split sizes. Generated datasets (``mnist1d``, ``teacher``) are built
-            at these sizes; the others are subsampled class-balanced (``n // C`` per class, the
-            remainder one each to the first classes) with a generator seeded by ``seed``.
-            ``None``: the dataset's default (the full split for file datasets).
-        data_dir: data folder, see :func:`resolve_data_dir` (also holds the mnist1d cache).
-        download: fetch missing ``mnist``/``cifar10`` files (ignored by offline datasets).
-        seed: seeds the split (digits), the generator (mnist1d, teacher) and the subsets.
-        dtype: floating dtype of the inputs (and of regression targets).
-        augment: attach the dataset's batch augmentation (defined for ``cifar10`` only).
-        normalize: ``"channel"`` | ``"global"`` | ``"none"``, statistics from the train split;
-            see :func:`l2dynamics.data.transforms.normalize`.
-        **options: dataset-specific options, see ``available_datasets()[i].options``.
-    """
-    if name not in DATASET_NAMES:
-        raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}")
-    spec = _REGISTRY[name]
-    allowed = spec.options
-    for key in options:
-        if key not in allowed:
-            choices = f"allowed: {', '.join(allowed)}" if allowed else f"{name} takes no options"
-            raise ConfigError(f"{name}: unknown option {key!r}; {choices}")
-    for arg, value in (("n_train", n_train), ("n_test", n_test)):
-        if value is not None and (not _is_int(value) or value < 1):
-            raise ConfigError(f"{name}: {arg} must be a positive integer or None; got {value!r}")
-    if not _is_int(seed) or not 0 <= seed < 2**32:
-        raise ConfigError(f"{name}: seed must be an integer in [0, 2**32); got {seed!r}")
-    if normalize not in transforms.NORMALIZE_MODES:
-        allowed = ", ".join(transforms.NORMALIZE_MODES)
-        raise ConfigError(f"normalize must be one of {allowed}; got {normalize!r}")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ConfigError(f"dtype must be a floating torch.dtype, e.g. torch.float32; got {dtype}")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        msg = f"device must be a torch device such as 'cpu' or 'cuda:0'; got {device!r}"
-        raise ConfigError(msg) from None
-    if augment and spec.augment is None:
-        raise ConfigError(f"augment is only defined for cifar10; got dataset {name!r}")
-
-    seed = int(seed)
-    raw = spec.loader(
-        n_train=n_train,
-        n_test=n_test,
-        seed=seed,
-        data_dir=resolve_data_dir(data_dir),
-        download=download,
-        **options,
-    )
-    pool = {"n_train_available": raw.n_train, "n_test_available": raw.n_test}
-    x_tr, y_tr = _take(raw, raw.x_train, raw.y_train, n_train, "n_train", _generator(seed, 1))
-    x_te, y_te = _take(raw, raw.x_test, raw.y_test, n_test, "n_test", _generator(seed, 2))
-
-    work = torch.float64 if dtype == torch.float64 else torch.float32  # stats in >= fp32
-    pixel_max = raw.info.get("pixel_max")  # integer pixels are scaled to [0, 1] on the device
-    x_tr, x_te = (_to_float(x, device, work, pixel_max) for x in (x_tr, x_te))
-    x_tr, x_te, stats = transforms.normalize(x_tr, x_te, normalize)
-    y_dtype = torch.long if raw.task == "classification" else dtype
-    return replace(
-        raw,
-        x_train=x_tr.to(dtype),
-        y_train=y_tr.to(device, y_dtype),
-        x_test=x_te.to(dtype),
-        y_test=y_te.to(device, y_dtype),
-        augment=spec.augment if augment else None,
-        info={
-            **raw.info,
-            **pool,
-            "n_train": len(x_tr),
-            "n_test": len(x_te),
-            "seed": seed,
-            "normalization": stats,
-        },
-    )
-
-
-def _take(raw: Dataset, x, y, n: int | None, arg: str, g: torch.Generator):
-    """The first/whole split, or a seeded subset of ``n`` (class-balanced for classification)."""
-    if n is None or n == len(x):
-        return x, y
-    if n > len(x):
-        raise ConfigError(f"{raw.name}: {arg}={n} but only {len(x)} exist; use at most {len(x)}")
-    if raw.task == "classification":
-        idx = transforms.balanced_subset(y, n, raw.num_outputs, g, what=f"{raw.name}: {arg}")
-    else:
-        idx = torch.randperm(len(x), generator=g)[:n]
-    return x[idx], y[idx]
-
-
-def _to_float(x: torch.Tensor, device: torch.device, dtype: torch.dtype, pixel_max: int | None):
-    """Move first (uint8 is 4x smaller to transfer), then cast and divide by ``pixel_max``."""
-    x = x.to(device).to(dtype)
-    return x.div_(pixel_max) if pixel_max else x
-
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    """An independent CPU generator per (seed, stream)."""
-    (state,) = np.random.SeedSequence([seed, stream]).generate_state(1)
-    return torch.Generator().manual_seed(int(state))
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+        globals()["load_dataset"] = load_dataset
+        return load_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

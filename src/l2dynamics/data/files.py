@@ -1,6 +1,7 @@
 """Readers for the standard MNIST (IDX) and CIFAR-10 (python pickle batches) files, with an
 optional download.
 
+Where the files are expected is ``locate`` (light: ``l2dynamics datasets`` needs only that).
 No torchvision: the formats are parsed here and every deviation from them (wrong magic, wrong
 dims, truncated file, label out of range, an unexpected object in a pickle) is a one-line
 :class:`DataError` naming the file. Loaders return raw ``uint8`` images, channels first.
@@ -22,78 +23,30 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import torch
 
 from l2dynamics.data.dataset import Dataset
+from l2dynamics.data.locate import (
+    CIFAR10_DIR,
+    CIFAR10_FILES,
+    MNIST_FILES,
+    cifar10_dirs,
+    find_cifar10,
+    find_mnist,
+    missing_cifar10,
+    missing_mnist,
+    mnist_dirs,
+    mnist_path,
+)
 from l2dynamics.errors import DataError
 
 MNIST_URLS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 ]
-MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_DIR = "cifar-10-batches-py"
-CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 IDX_IMAGES, IDX_LABELS = 0x00000803, 0x00000801  # uint8 data with 3 dims / 1 dim
 TIMEOUT_S = 60
-
-
-# ---------------------------------------------------------------------------------- locating
-
-
-def mnist_dirs(data_dir: Path) -> list[Path]:
-    """Where the MNIST files may be, in order of preference."""
-    return [data_dir / "mnist", data_dir]
-
-
-def cifar10_dirs(data_dir: Path) -> list[Path]:
-    """Where the CIFAR-10 batches may be, in order of preference."""
-    return [data_dir / CIFAR10_DIR, data_dir]
-
-
-def _mnist_path(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def find_mnist(data_dir: Path) -> dict[str, Path] | None:
-    """Paths of the four MNIST files (plain or .gz) in the first folder that has them all."""
-    for folder in mnist_dirs(data_dir):
-        paths = {name: _mnist_path(folder, name) for name in MNIST_FILES}
-        if all(paths.values()):
-            return paths
-    return None
-
-
-def find_cifar10(data_dir: Path) -> dict[str, Path] | None:
-    """Paths of the six CIFAR-10 batches in the first folder that has them all."""
-    for folder in cifar10_dirs(data_dir):
-        if all((folder / name).is_file() for name in CIFAR10_FILES):
-            return {name: folder / name for name in CIFAR10_FILES}
-    return None
-
-
-def missing_mnist(data_dir: Path) -> list[str]:
-    """Expected MNIST file names absent from the preferred folder (``[]`` when found)."""
-    if find_mnist(data_dir):
-        return []
-    return [n for n in MNIST_FILES if _mnist_path(mnist_dirs(data_dir)[0], n) is None]
-
-
-def missing_cifar10(data_dir: Path) -> list[str]:
-    """Expected CIFAR-10 batch names absent from the preferred folder (``[]`` when found)."""
-    if find_cifar10(data_dir):
-        return []
-    return [n for n in CIFAR10_FILES if not (cifar10_dirs(data_dir)[0] / n).is_file()]
 
 
 # -------------------------------------------------------------------------------------- MNIST
@@ -183,7 +136,7 @@ def _download_mnist(data_dir: Path, urls: list[str]) -> None:
     target = mnist_dirs(data_dir)[0]
     errors = []
     for name in MNIST_FILES:
-        if _mnist_path(target, name):
+        if mnist_path(target, name):
             continue
         for base in urls:
             url = base.rstrip("/") + f"/{name}.gz"
@@ -353,6 +306,8 @@ def _fetch(url: str, dest: Path) -> None:
 
 
 def _raw(name: str, x_tr, y_tr, x_te, y_te, info: dict) -> Dataset:
+    import torch  # here, not at the top: `available_datasets` (find_*, missing_*) needs no torch
+
     return Dataset(
         name,
         torch.from_numpy(np.ascontiguousarray(x_tr)),

@@ -14,6 +14,7 @@ import random
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -182,43 +183,13 @@ def load_teacher(
     """
     n_train = 1000 if n_train is None else n_train
     n_test = 1000 if n_test is None else n_test
-    _check_int("input_dim", input_dim, 1)
-    _check_int("teacher_width", teacher_width, 1)
-    _check_int("teacher_depth", teacher_depth, 0)
-    _check_int("num_classes", num_classes, 2)
-    if task not in TEACHER_TASKS:
-        raise ConfigError(f"teacher: task must be one of {', '.join(TEACHER_TASKS)}; got {task!r}")
-    if not _is_real(label_noise) or not 0 <= label_noise <= 1:
-        raise ConfigError(f"teacher: label_noise must be in [0, 1]; got {label_noise!r}")
-    if not _is_real(noise_std) or not noise_std >= 0:
-        raise ConfigError(f"teacher: noise_std must be >= 0; got {noise_std!r}")
-    if task == "regression" and label_noise:
-        raise ConfigError("teacher: label_noise applies to task='classification'; use noise_std")
-    if task == "classification" and noise_std:
-        raise ConfigError("teacher: noise_std applies to task='regression'; use label_noise")
-
+    _check_teacher(input_dim, teacher_width, teacher_depth, num_classes, label_noise, task,
+                   noise_std)
     states = np.random.SeedSequence(seed).generate_state(4)
     g_teacher, g_train, g_test, g_noise = (torch.Generator().manual_seed(int(s)) for s in states)
     f64 = torch.float64
-    widths = [input_dim] + [teacher_width] * teacher_depth
-    hidden = [
-        torch.randn(a, b, generator=g_teacher, dtype=f64) * (2 / a) ** 0.5
-        for a, b in zip(widths[:-1], widths[1:], strict=True)
-    ]
     out_dim = num_classes if task == "classification" else 1
-    readout = torch.randn(widths[-1], out_dim, generator=g_teacher, dtype=f64) / widths[-1] ** 0.5
-
-    def features(x: torch.Tensor) -> torch.Tensor:
-        for w in hidden:
-            x = torch.relu(x @ w)
-        return x @ readout
-
-    ref = features(torch.randn(4096, input_dim, generator=g_teacher, dtype=f64))
-    mean, std = ref.mean(0), ref.std(0)
-
-    def teacher(x: torch.Tensor) -> torch.Tensor:
-        return (features(x) - mean) / std
-
+    teacher = _teacher_network(g_teacher, input_dim, [teacher_width] * teacher_depth, out_dim)
     x_tr = torch.randn(n_train, input_dim, generator=g_train, dtype=f64)
     x_te = torch.randn(n_test, input_dim, generator=g_test, dtype=f64)
     y_tr, y_te = teacher(x_tr), teacher(x_te)
@@ -250,6 +221,50 @@ def load_teacher(
         input_shape=(input_dim,),
         info=info,
     )
+
+
+def _check_teacher(input_dim: int, teacher_width: int, teacher_depth: int, num_classes: int,
+                   label_noise: float, task: str, noise_std: float) -> None:
+    _check_int("input_dim", input_dim, 1)
+    _check_int("teacher_width", teacher_width, 1)
+    _check_int("teacher_depth", teacher_depth, 0)
+    _check_int("num_classes", num_classes, 2)
+    if task not in TEACHER_TASKS:
+        raise ConfigError(f"teacher: task must be one of {', '.join(TEACHER_TASKS)}; got {task!r}")
+    if not _is_real(label_noise) or not 0 <= label_noise <= 1:
+        raise ConfigError(f"teacher: label_noise must be in [0, 1]; got {label_noise!r}")
+    if not _is_real(noise_std) or not noise_std >= 0:
+        raise ConfigError(f"teacher: noise_std must be >= 0; got {noise_std!r}")
+    if task == "regression" and label_noise:
+        raise ConfigError("teacher: label_noise applies to task='classification'; use noise_std")
+    if task == "classification" and noise_std:
+        raise ConfigError("teacher: noise_std applies to task='regression'; use label_noise")
+
+
+def _teacher_network(g: torch.Generator, input_dim: int, hidden_widths: list[int],
+                     out_dim: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The teacher f(x) drawn from `g`: bias-free ReLU layers of `hidden_widths` (He init), a
+    readout ~ N(0, 1/fan_in), and outputs standardized over 4096 reference inputs."""
+    f64 = torch.float64
+    widths = [input_dim, *hidden_widths]
+    hidden = [
+        torch.randn(a, b, generator=g, dtype=f64) * (2 / a) ** 0.5
+        for a, b in zip(widths[:-1], widths[1:], strict=True)
+    ]
+    readout = torch.randn(widths[-1], out_dim, generator=g, dtype=f64) / widths[-1] ** 0.5
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        for w in hidden:
+            x = torch.relu(x @ w)
+        return x @ readout
+
+    ref = features(torch.randn(4096, input_dim, generator=g, dtype=f64))
+    mean, std = ref.mean(0), ref.std(0)
+
+    def teacher(x: torch.Tensor) -> torch.Tensor:
+        return (features(x) - mean) / std
+
+    return teacher
 
 
 def _check_int(name: str, value: object, low: int) -> None:

@@ -23,12 +23,13 @@ from l2dynamics.models.fc import FullyConnected
 from l2dynamics.models.layers import ACTIVATIONS, PARAMETERIZATIONS, Dense
 from l2dynamics.models.norm import NORMS, WNConv2d, WNLinear
 from l2dynamics.models.wrn import WideResNet
+from l2dynamics.names import MODEL_NAMES as _NAMES
 
 __all__ = ["MODEL_NAMES", "build_model", "model_defaults", "FullyConnected", "SimpleCNN",
            "ConvNet4", "WideResNet", "Dense", "WNConv2d", "WNLinear", "ACTIVATIONS",
            "PARAMETERIZATIONS", "NORMS"]
 
-MODEL_NAMES = ("fc", "cnn", "convnet4", "wrn")
+MODEL_NAMES = _NAMES  # declared torch-free (l2dynamics.names) for the config schema
 
 _DEFAULTS = {
     "fc": {"width": 512, "depth": 2, "norm": "none"},

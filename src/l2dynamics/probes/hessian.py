@@ -5,7 +5,7 @@ The probed function is the one training minimizes, in the paper's convention (λ
     L_λ(θ) = L(θ) + (λ/2)·Σ_{p ∈ decayed} ‖θ_p‖²,   ∇²L_λ = ∇²L + λ·diag(mask),
 
 with L the batch-mean data loss ``loss_fn(model(x), y)`` on the full batch (x, y) (as returned
-by `train.loss.make_loss`, so λ here is the same λ as ``L2Penalty.lam``) and θ every parameter
+by `losses.make_loss`, so λ here is the same λ as ``L2Penalty.lam``) and θ every parameter
 with requires_grad, flattened in ``model.named_parameters()`` order. Eigenvalues are curvatures
 in units of loss per (parameter unit)²; gradient descent with step η relaxes a direction of
 curvature h in ~1/(η·h) steps. Lewkowycz & Gur-Ari's finite-width argument (§5.4 of the notes)
@@ -48,8 +48,8 @@ from torch import nn
 from torch.func import functional_call
 
 from l2dynamics.errors import ConfigError
+from l2dynamics.losses import LossFn
 from l2dynamics.probes.batch import probe_batch
-from l2dynamics.train.loss import LossFn
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from torch.func import functional_call, jacrev, vjp, vmap
 from l2dynamics.errors import ConfigError
 from l2dynamics.models.fc import FullyConnected
 from l2dynamics.models.layers import Dense, Erf
-from l2dynamics.train.memory import check_memory, kernel_memory
+from l2dynamics.resources import check_memory, kernel_memory
 
 # Elementwise activations `make_activation` builds; anything else (norms, WN) → generic path.
 _ELEMENTWISE = (nn.ReLU, Erf, nn.Tanh, nn.GELU, nn.Identity)

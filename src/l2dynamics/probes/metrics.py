@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from l2dynamics.train.loss import LossFn, correct_count
+from l2dynamics.losses import LossFn, correct_count
 
 
 @torch.no_grad()

@@ -66,8 +66,8 @@ from torch import nn
 from torch.func import functional_call
 
 from l2dynamics.errors import ConfigError
+from l2dynamics.losses import LossFn
 from l2dynamics.probes.batch import probe_batch
-from l2dynamics.train.loss import LossFn
 
 EPS_SAFETY = 10.0  # allowance for the O(1) factor Σ|⟨∂L/∂ŷ, ŷ⟩| / L in the ε estimate
 ROUNDING_FLOOR = 100.0  # lowest auto rtol, in units of the parameter dtype's machine epsilon

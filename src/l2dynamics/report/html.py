@@ -36,6 +36,7 @@ Schema of ``summary`` (a plain, JSON-able dict)::
                     "rows": [[str | float | int | None]]}],
         "configs": dict,              # JSON-able; shown as pretty JSON in a <details> block
       }],
+      "changelog": [{"date": str, "study": str, "change": str, "why": str}],  # optional
     }
 
 Figure paths must be relative, stay inside ``out_dir`` and name existing files; otherwise
@@ -58,6 +59,7 @@ from typing import Any
 from urllib.parse import quote
 
 from l2dynamics.errors import L2DynamicsError
+from l2dynamics.report.style import CSS as _CSS
 
 __all__ = ["VERDICTS", "ReportError", "render_report", "verdict_counts"]
 
@@ -135,33 +137,48 @@ def _validate(summary: Mapping[str, Any], out_dir: Path) -> None:
             problems.append(f"{where}: duplicate key (or same anchor {_anchor(key)!r})")
         else:
             seen.add(_anchor(key))
-        status = study.get("status", "ok")
-        if status not in STATUSES:
-            problems.append(f"{where}: status {status!r} is not one of {STATUSES}")
-        for claim in study.get("claims", []) or []:
-            if claim.get("verdict") not in VERDICTS:
-                problems.append(
-                    f"{where}: verdict {claim.get('verdict')!r} is not one of {VERDICTS}")
-        for table in study.get("tables", []) or []:
-            ncol = len(table.get("columns", []))
-            for row in table.get("rows", []):
-                if len(row) != ncol:
-                    problems.append(f"{where}: table {table.get('title')!r} has a row of "
-                                    f"{len(row)} cells for {ncol} columns")
-                    break
-        for fig in study.get("figures", []) or []:
-            raw = str(fig.get("path", ""))
-            rel = PurePosixPath(raw.replace("\\", "/"))
-            if not raw or rel.is_absolute() or re.match(r"^[A-Za-z]:", raw) or ".." in rel.parts:
-                problems.append(f"{where}: figure path {raw!r} must be relative to the report "
-                                "folder and stay inside it")
-            elif not (out_dir / rel).is_file():
-                missing_figures.append(str(out_dir / rel))
+        problems += _study_problems(study, where)
+        figures, missing = _figure_problems(study, where, out_dir)
+        problems += figures
+        missing_figures += missing
     if missing_figures:
         problems.insert(0, f"{len(missing_figures)} figure file(s) missing: "
                         + ", ".join(missing_figures))
     if problems:
         raise ReportError("cannot render the report: " + "; ".join(problems))
+
+
+def _study_problems(study: Mapping[str, Any], where: str) -> list[str]:
+    problems = []
+    status = study.get("status", "ok")
+    if status not in STATUSES:
+        problems.append(f"{where}: status {status!r} is not one of {STATUSES}")
+    for claim in study.get("claims", []) or []:
+        if claim.get("verdict") not in VERDICTS:
+            problems.append(f"{where}: verdict {claim.get('verdict')!r} is not one of {VERDICTS}")
+    for table in study.get("tables", []) or []:
+        ncol = len(table.get("columns", []))
+        for row in table.get("rows", []):
+            if len(row) != ncol:
+                problems.append(f"{where}: table {table.get('title')!r} has a row of "
+                                f"{len(row)} cells for {ncol} columns")
+                break
+    return problems
+
+
+def _figure_problems(study: Mapping[str, Any], where: str, out_dir: Path
+                     ) -> tuple[list[str], list[str]]:
+    """(problems, missing files) of a study's figure paths."""
+    problems, missing = [], []
+    for fig in study.get("figures", []) or []:
+        raw = str(fig.get("path", ""))
+        rel = PurePosixPath(raw.replace("\\", "/"))
+        if not raw or rel.is_absolute() or re.match(r"^[A-Za-z]:", raw) or ".." in rel.parts:
+            problems.append(f"{where}: figure path {raw!r} must be relative to the report "
+                            "folder and stay inside it")
+        elif not (out_dir / rel).is_file():
+            missing.append(str(out_dir / rel))
+    return problems, missing
 
 
 # ----------------------------------------------------------------------------- writing
@@ -197,56 +214,6 @@ def _jsonable(obj: Any) -> Any:
 
 # ----------------------------------------------------------------------------- rendering
 
-_CSS = """
-:root { color-scheme: light dark; --fg: #1b1f24; --bg: #ffffff; --muted: #57606a;
-  --border: #d0d7de; --code: #f6f8fa; --holds: #1a7f37; --fails: #cf222e; --undet: #6e7781;
-  --alert-bg: #ffebe9; --alert-border: #cf222e; --note-bg: #f6f8fa; --link: #0969da; }
-@media (prefers-color-scheme: dark) {
-  :root { --fg: #e6edf3; --bg: #0d1117; --muted: #8d96a0; --border: #30363d; --code: #161b22;
-    --holds: #2ea043; --fails: #f85149; --undet: #6e7681; --alert-bg: #3a1a1c;
-    --alert-border: #f85149; --note-bg: #161b22; --link: #4493f8; }
-}
-* { box-sizing: border-box; }
-body { margin: 0 auto; max-width: 72rem; padding: 1.5rem; color: var(--fg);
-  background: var(--bg); font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto,
-  "Helvetica Neue", Arial, sans-serif; }
-a { color: var(--link); }
-h1 { margin-top: 0; font-size: 1.8rem; }
-h2 { border-bottom: 1px solid var(--border); padding-bottom: .3rem; margin-top: 2.5rem; }
-h3 { font-size: 1.05rem; }
-.muted { color: var(--muted); }
-dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
-dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
-table { border-collapse: collapse; margin: .8rem 0; width: 100%; font-size: .92rem; }
-.table-wrap { overflow-x: auto; }
-th, td { border: 1px solid var(--border); padding: .35rem .6rem; text-align: left;
-  vertical-align: top; }
-th { background: var(--code); }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-pre { background: var(--code); border: 1px solid var(--border); border-radius: 6px;
-  padding: .7rem; overflow-x: auto; font-size: .85rem; }
-code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-.badge { display: inline-block; padding: .1rem .55rem; border-radius: 1rem; color: #fff;
-  font-size: .8rem; font-weight: 600; white-space: nowrap; }
-.badge.holds { background: var(--holds); } .badge.fails { background: var(--fails); }
-.badge.undetermined { background: var(--undet); }
-.badge.status-failed { background: var(--fails); }
-.badge.status-skipped { background: var(--undet); }
-.badge.status-ok { background: var(--holds); }
-.alert { background: var(--alert-bg); border: 2px solid var(--alert-border); border-radius: 6px;
-  padding: .7rem 1rem; margin: 1rem 0; }
-.alert pre { background: transparent; border: 0; padding: 0; white-space: pre-wrap; }
-.note { background: var(--note-bg); border: 1px solid var(--border); border-radius: 6px;
-  padding: .6rem 1rem; }
-figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto;
-  background: #fff; border: 1px solid var(--border); border-radius: 4px; }
-figcaption { color: var(--muted); font-size: .9rem; margin-top: .3rem; }
-details summary { cursor: pointer; font-weight: 600; }
-nav.toc ul { padding-left: 1.2rem; }
-.badge.status-diverged { background: #9a6700; }
-tr.run-diverged td { background: color-mix(in srgb, #d4a72c 18%, transparent); }
-tr.run-failed td { background: color-mix(in srgb, var(--fails) 14%, transparent); }
-"""
 
 
 def _e(value: Any) -> str:
@@ -399,6 +366,21 @@ def _runs_section(runs: Mapping[str, Any] | None) -> str:
     return "\n".join(out)
 
 
+def _changelog_section(changelog: list[Mapping[str, Any]] | None) -> str:
+    """The suite's record of design changes made after looking at results."""
+    out = ['<section id="changelog"><h2>Design changes after looking at results</h2>']
+    if not changelog:
+        out.append('<p class="muted">None recorded for this suite.</p></section>')
+        return "\n".join(out)
+    out.append("<table><thead><tr><th>date</th><th>study</th><th>change</th><th>why</th>"
+               "</tr></thead><tbody>")
+    for item in changelog:
+        out.append("<tr>" + "".join(f"<td>{_e(item.get(k, ''))}</td>"
+                                    for k in ("date", "study", "change", "why")) + "</tr>")
+    out.append("</tbody></table></section>")
+    return "\n".join(out)
+
+
 def _render_page(summary: Mapping[str, Any]) -> str:
     studies = list(summary["studies"])
     counts = verdict_counts(summary)
@@ -454,6 +436,7 @@ def _render_page(summary: Mapping[str, Any]) -> str:
     out.append("</section>")
 
     out.append(_runs_section(summary.get("runs")))
+    out.append(_changelog_section(summary.get("changelog")))
 
     if studies:
         out.append('<nav class="toc"><h2>Studies</h2><ul>')

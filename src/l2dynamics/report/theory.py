@@ -115,13 +115,13 @@ def plot_network_times(result, path: str | Path) -> Path:
     """Characteristic times of the finite networks (filled, mean and 95 % CI over seeds) and of
     the flow from their own initial outputs (open), vs λ on log–log axes, one panel per time,
     with a 1/λ reference. Times not seen inside the horizon are left out of the means."""
-    from l2dynamics.studies.theory import TIME_LABELS, TIME_NAMES
-
+    labels = result.time_labels  # name → label of each characteristic time, in order
+    names = tuple(labels)
     summary = result.network_time_summary
-    fig, axes = plt.subplots(1, len(TIME_NAMES), figsize=(3.6 * len(TIME_NAMES), 3.8),
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.8),
                              squeeze=False)
     widths = sorted(summary["width"].unique()) if not summary.empty else []
-    for ax, name in zip(axes[0], TIME_NAMES, strict=True):
+    for ax, name in zip(axes[0], names, strict=True):
         for width, color in zip(widths, _colors(len(widths)), strict=True):
             for source, fill in (("network", color), ("flow", "none")):
                 if name == "t_lazy_end" and source == "flow":
@@ -139,7 +139,7 @@ def plot_network_times(result, path: str | Path) -> Path:
         if not anchor.empty:
             a = anchor.iloc[len(anchor) // 2]
             ax.plot(lams, a["mean"] * a["lam"] / lams, "k:", lw=1, label="∝ 1/λ")
-        ax.set(xscale="log", yscale="log", xlabel="λ (flow units)", title=TIME_LABELS[name])
+        ax.set(xscale="log", yscale="log", xlabel="λ (flow units)", title=labels[name])
         ax.grid(alpha=0.3, which="both", lw=0.5)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)

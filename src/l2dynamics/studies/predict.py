@@ -6,7 +6,8 @@
    3–100× too large — and λ_ref is stepped down until it fits).
 3. c·η = λ_ref·Φ(t*_ref), with Φ(t) the *effective* physical time of the first t steps,
    Φ(t) = Σ_{s<t} η_s/(1 − μ): the learning-rate schedule enters through η_s, heavy-ball
-   momentum μ through its long-time step size η/(1 − μ).
+   momentum μ through its long-time step size η/(1 − μ)
+   (:func:`l2dynamics.train.clock.effective_time`).
 4. For a full run of T steps (its own schedule and momentum): λ_pred = c·η / Φ_full(T). For a
    constant η and equal momentum this is the released code's λ_pred = c/(η·T) = λ_ref·t*_ref/T.
 
@@ -30,13 +31,7 @@ from l2dynamics.analysis.peak import (
 from l2dynamics.config import Config, make_config
 from l2dynamics.errors import ConfigError
 from l2dynamics.train import Trainer
-from l2dynamics.train.optim import lr_factor
-
-
-def effective_time(cfg: Config, steps: int) -> float:
-    """Φ = Σ_{s<steps} η_s / (1 − μ): physical time with the schedule and heavy-ball momentum."""
-    total = sum(cfg.lr * lr_factor(s, cfg) for s in range(int(steps)))
-    return total / (1.0 - cfg.momentum) if cfg.optimizer == "sgd" else total
+from l2dynamics.train.clock import effective_time, momentum_divisor
 
 
 @dataclass
@@ -91,15 +86,8 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     ``estimator``: "onset" (default: where accuracy plateaus instead of peaking, as with CE,
     it is the only one that finds a time) or "smoothed"/"raw" (the released code's argmax)."""
     cfg = make_config(config)
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-        raise ConfigError(f"budget must be an integer number of steps ≥ 1, got {budget!r}")
-    if estimator not in ESTIMATORS:
-        raise ConfigError(f"estimator {estimator!r} is not allowed; use {', '.join(ESTIMATORS)}")
-    if not seeds:
-        raise ConfigError("seeds must name at least one seed")
-    for name, value, low in (("probe_k", probe_k, 0.0), ("step_down", step_down, 1.0)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):
-            raise ConfigError(f"{name} must be a finite number > {low:g}, got {value!r}")
+    _check_budget(budget)
+    _check_options(estimator, seeds, probe_k, step_down)
     lam = lam_ref if lam_ref is not None else 20.0 * probe_k / (cfg.lr * budget)
     if not (math.isfinite(lam) and lam > 0):
         raise ConfigError(f"lam_ref must be a finite number > 0, got {lam!r}")
@@ -154,6 +142,22 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
                             tstar_ref=t_mean, c_eta=c_eta, **common)
 
 
+def _check_budget(budget: Any) -> None:
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ConfigError(f"budget must be an integer number of steps ≥ 1, got {budget!r}")
+
+
+def _check_options(estimator: str, seeds: Sequence[int], probe_k: float,
+                   step_down: float) -> None:
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"estimator {estimator!r} is not allowed; use {', '.join(ESTIMATORS)}")
+    if not seeds:
+        raise ConfigError("seeds must name at least one seed")
+    for name, value, low in (("probe_k", probe_k, 0.0), ("step_down", step_down, 1.0)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):
+            raise ConfigError(f"{name} must be a finite number > {low:g}, got {value!r}")
+
+
 class UnderfitStop:
     """Trainer callback that ends a probe once it has visibly settled below the training
     accuracy it must reach: after λ·Φ ≥ `after` (physical L2 time), when the best training
@@ -196,8 +200,8 @@ def _probe(cfg: Config, lam: float, steps: int, seeds: Sequence[int], estimator:
         probe = cfg.replace(lam=lam, steps=steps, seed=int(seed), lam_schedule="constant",
                             eval_per_decade=max(cfg.eval_per_decade, 20),
                             name=f"probe λ={lam:.3g} seed={seed}")
-        momentum = cfg.momentum if cfg.optimizer == "sgd" else 0.0
-        stopper = UnderfitStop(lam / (1.0 - momentum), train_threshold) if early_stop else None
+        stopper = (UnderfitStop(lam / momentum_divisor(cfg), train_threshold) if early_stop
+                   else None)
         result = Trainer(probe, callbacks=[stopper] if stopper else ()).run()
         history = result.history
         attempt.steps_done.append(int(result.steps_done))
@@ -229,8 +233,7 @@ def ema_timescale_lambda(config: Config | dict[str, Any], budget: int, *,
     instead of measured. Their paper gives a range (τ between one epoch and the whole run),
     not a fraction; 0.25 (c·η = 4) is our choice, stated wherever the baseline is reported."""
     cfg = make_config(config)
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-        raise ConfigError(f"budget must be an integer number of steps ≥ 1, got {budget!r}")
+    _check_budget(budget)
     if not (isinstance(fraction, (int, float)) and math.isfinite(fraction)
             and 0 < fraction <= 1):
         raise ConfigError(f"fraction must be a number in (0, 1], got {fraction!r}")

@@ -38,7 +38,7 @@ def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
     failed (an exception, not a divergence: diverged runs come back with their status)."""
     from l2dynamics.store import RunStore
     from l2dynamics.store.sqlite import pivot_metrics
-    from l2dynamics.sweep.local import canonical, completed_runs, run_sweep
+    from l2dynamics.sweep import canonical, completed_runs, run_sweep
 
     start = time.perf_counter()
     result = run_sweep(None, store_path, configs=list(configs), workers=workers)

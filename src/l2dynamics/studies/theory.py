@@ -31,47 +31,73 @@ import numpy as np
 import pandas as pd
 import torch
 
-from l2dynamics.analysis.fits import fit_power_law, slope_verdict
+from l2dynamics.analysis.fits import fit_power_law
+from l2dynamics.analysis.times import (
+    TIME_LABELS,
+    TIME_NAMES,
+    network_time_fits,
+    network_time_summary,
+    time_verdict,
+)
 from l2dynamics.config import Config, make_config
+from l2dynamics.config.constraints import Choice, Floats, Int, Ints, Real
 from l2dynamics.errors import ConfigError
 from l2dynamics.probes.kernel import empirical_ntk
+from l2dynamics.resources import check_memory, kernel_memory
+from l2dynamics.studies.base import TEXT, param
 from l2dynamics.theory import fc_kernels
 from l2dynamics.theory.flow import flow_metrics, kernel_flow
 from l2dynamics.train import Trainer
-from l2dynamics.train.memory import check_memory, kernel_memory
 
 
 @dataclass
 class TheoryStudy:
     """Parameters of the theory study. λ values are in flow units (summed loss)."""
 
-    dataset: str = "mnist1d"
-    n_train: int = 128
-    n_test: int = 1000
-    depth: int = 2  # hidden layers; bias-free ReLU → homogeneity k = depth + 1
-    weight_var: float = 2.0
-    lams: tuple[float, ...] = (0.3, 1.0, 3.0)  # networks are trained at these λ
-    widths: tuple[int, ...] = (256, 1024, 2048)
-    horizon: float = 3.0  # train networks until λ·t = horizon
-    lr_fraction: float = 0.5  # flow-time step η_flow = lr_fraction / θ_max(Θ₀)
-    theory_lams: tuple[float, ...] = tuple(np.round(np.logspace(-2, 1, 13), 6).tolist())
-    theory_horizon: float = 20.0  # theory curves run to λ·t = theory_horizon
-    theory_init: str = "zero"  # initial outputs of the theory curves: "zero" | "nngp" (a sample)
-    label_scale: float = 1.0  # theory curves fit label_scale·one-hot (networks: unit one-hot)
-    record_points: int = 40  # log-spaced network snapshots
-    kernel_points: int = 32  # training points on which the empirical NTK is tracked
-    window_delta: float = 0.01  # "high-accuracy window": accuracy ≥ peak − window_delta
-    lazy_tolerance: float = 0.1  # departure: |Θ_t/Θ₀ − e^{−2(k−1)λt}| > tol·e^{−2(k−1)λt}
-    hessian_points: int = 6  # snapshots at which the extreme Hessian eigenvalues are estimated
-    hessian_k: int = 5  # extreme eigenvalues kept at each end
-    hessian_iters: int = 40  # Lanczos iterations
-    seed: int = 0  # seed of the NNGP sample drawn for the theory curves (theory_init="nngp")
-    seeds: tuple[int, ...] = (0,)  # network init seeds; times get CIs over them
-    data_seed: int = 0
+    dataset: str = param("mnist1d", TEXT, "dataset of the kernels and networks")
+    n_train: int = param(128, Int(ge=1), "training points (full batch)")
+    n_test: int = param(1000, Int(ge=1), "test points")
+    depth: int = param(2, Int(ge=1), "hidden layers; bias-free ReLU → homogeneity k = depth + 1")
+    weight_var: float = param(2.0, Real(gt=0), "weight variance σ_w² of the NTK parameterization")
+    lams: tuple[float, ...] = param((0.3, 1.0, 3.0), Floats(Real(gt=0)),
+                                    "λ of the trained networks", unit="flow units")
+    widths: tuple[int, ...] = param((256, 1024, 2048), Ints(Int(ge=1)),
+                                    "network widths (empty: theory only)")
+    horizon: float = param(3.0, Real(gt=0), "train networks until λ·t = horizon")
+    lr_fraction: float = param(0.5, Real(gt=0, lt=2),
+                               "GD step in flow time as a fraction of 1/θ_max (smaller = closer to"
+                               " gradient flow, slower)")
+    theory_lams: tuple[float, ...] = param(
+        tuple(np.round(np.logspace(-2, 1, 13), 6).tolist()), Floats(Real(gt=0)),
+        "λ grid of the theory curves", unit="flow units")
+    theory_horizon: float = param(20.0, Real(gt=0), "theory curves run to λ·t = theory_horizon")
+    theory_init: str = param("zero", Choice(("zero", "nngp")),
+                             "initial outputs of the theory curves (nngp: a sample)")
+    label_scale: float = param(1.0, Real(gt=0),
+                               "theory curves fit label_scale·one-hot (networks: unit one-hot)")
+    record_points: int = param(40, Int(ge=3), "log-spaced network snapshots")
+    kernel_points: int = param(32, Int(ge=1),
+                               "training points on which the empirical NTK is tracked")
+    window_delta: float = param(0.01, Real(ge=0, lt=1),
+                                "high-accuracy window: accuracy ≥ peak − window_delta")
+    lazy_tolerance: float = param(0.1, Real(gt=0),
+                                  "departure from the lazy regime: |Θ_t/Θ₀ − e^{−2(k−1)λt}| > "
+                                  "tol·e^{−2(k−1)λt}")
+    hessian_points: int = param(6, Int(ge=0),
+                                "snapshots with extreme Hessian eigenvalues (0: none)")
+    hessian_k: int = param(5, Int(ge=1), "extreme eigenvalues kept at each end")
+    hessian_iters: int = param(40, Int(ge=1), "Lanczos iterations")
+    seed: int = param(0, Int(), "seed of the NNGP sample of the theory curves (theory_init=nngp)")
+    seeds: tuple[int, ...] = param((0,), Ints(Int(ge=0)),
+                                   "network init seeds; times get CIs over them")
+    data_seed: int = param(0, Int(), "seed of the data subset")
 
     @property
     def k(self) -> int:
         return self.depth + 1
+
+    def check(self) -> None:
+        _check_study(self)
 
 
 @dataclass
@@ -90,6 +116,10 @@ class TheoryResult:
     network_time_summary: pd.DataFrame = field(default_factory=pd.DataFrame)  # CIs over seeds
     network_time_fits: pd.DataFrame = field(default_factory=pd.DataFrame)  # t ∝ λ^p
     time_verdict: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the names and labels of the characteristic times, for the figures
+    time_labels: dict[str, str] = field(default_factory=lambda: dict(TIME_LABELS))
+    description: str = ""  # what was run (set by the study unit)
+    design: dict[str, Any] = field(default_factory=dict)  # the settings the report shows
 
 
 # --- theory -------------------------------------------------------------------------------------
@@ -311,13 +341,6 @@ def compare_network(frame: pd.DataFrame, study: TheoryStudy) -> dict[str, Any]:
 
 # --- characteristic times of the networks, over seeds --------------------------------------------
 
-TIME_NAMES = ("t_peak", "t_window_end", "t_loss_min", "t_loss_min_late", "t_lazy_end")
-TIME_LABELS = {"t_peak": "accuracy peak", "t_window_end": "end of the high-accuracy window",
-               "t_loss_min": "global test-loss minimum",
-               "t_loss_min_late": "last test-loss minimum",
-               "t_lazy_end": "departure from the lazy regime"}
-
-
 def network_times(networks: pd.DataFrame, comparisons: pd.DataFrame, study: TheoryStudy
                   ) -> pd.DataFrame:
     """Characteristic times (flow units) of every trained network and of the flow started from
@@ -350,62 +373,6 @@ def network_times(networks: pd.DataFrame, comparisons: pd.DataFrame, study: Theo
                 row[f"censored_{name}"] = bool(not math.isfinite(value)
                                                or value >= t_last * (1 - 1e-9))
             rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def network_time_summary(times: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
-    """Mean and 95 % bootstrap CI over seeds of each characteristic time, per (source, width,
-    λ, time); λ·t of the mean; and how many seeds saw the time inside the horizon."""
-    from l2dynamics.analysis.peak import bootstrap_ci
-
-    rows = []
-    for (source, width, lam), group in times.groupby(["source", "width", "lam"]):
-        for name in TIME_NAMES:
-            seen = group.loc[~group[f"censored_{name}"], name]
-            mean, low, high = bootstrap_ci(seen, seed=seed)
-            rows.append({"source": source, "width": width, "lam": lam, "time": name,
-                         "seeds": len(group), "seen": int(seen.size), "mean": mean,
-                         "low": low, "high": high, "lam_t": lam * mean})
-    return pd.DataFrame(rows)
-
-
-def network_time_fits(times: pd.DataFrame) -> pd.DataFrame:
-    """Slope p of log t vs log λ per (source, width, time) over all uncensored (λ, seed) runs,
-    with its 95 % CI and :func:`~l2dynamics.analysis.fits.slope_verdict` (holds = ∝ 1/λ)."""
-    rows = []
-    for (source, width), group in times.groupby(["source", "width"]):
-        for name in TIME_NAMES:
-            used = group[~group[f"censored_{name}"]]
-            fit = fit_power_law(used["lam"], used[name])
-            rows.append({"source": source, "width": width, "time": name,
-                         "lams": int(used["lam"].nunique()), **fit,
-                         "verdict": slope_verdict(fit)})
-    return pd.DataFrame(rows)
-
-
-VERDICT_WORDS = {"holds": "∝ 1/λ", "flat": "independent of λ",
-                 "undetermined": "undetermined (CI holds −1 and 0)",
-                 "other": "a power law, not 1/λ"}
-
-
-def time_verdict(fits: pd.DataFrame) -> pd.DataFrame:
-    """Per characteristic time and width: does it scale as 1/λ in the networks, and in the
-    flow from the same initial outputs? Needs ≥ 3 uncensored runs over ≥ 2 values of λ."""
-    rows = []
-    for (width, name), group in fits.groupby(["width", "time"], sort=False):
-        row: dict[str, Any] = {"time": TIME_LABELS[name], "width": width}
-        for source in ("network", "flow"):
-            fit = group[group["source"] == source]
-            if fit.empty or name == "t_lazy_end" and source == "flow":
-                row[source] = "—"
-                continue
-            f = fit.iloc[0]
-            if not math.isfinite(f["slope"]) or f["lams"] < 2:
-                row[source] = f"undetermined ({int(f['points'])} runs seen)"
-                continue
-            row[source] = (f"slope {f['slope']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}], "
-                           f"{int(f['points'])} runs: {VERDICT_WORDS[f['verdict']]}")
-        rows.append(row)
     return pd.DataFrame(rows)
 
 

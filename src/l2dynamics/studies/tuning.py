@@ -139,28 +139,12 @@ def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 
     runner = _Runner(store_path, workers, log)
     T, seeds = task.budget, list(task.seeds)
     variants = AUTOL2_VARIANTS if autol2_variants is None else autol2_variants
+    predictors = PREDICTORS if predictors is None else predictors
 
-    log(f"[{task.name}] grid: {len(task.lams)} λ × {len(seeds)} seeds × {T} steps")
-    grid_runs = runner.run([task.config(lam, s) for lam in task.lams for s in seeds])
-    by_lam: dict[float, list[dict]] = {}
-    for r in grid_runs:
-        by_lam.setdefault(r["lam"], []).append(r)
-    grid_rows = []
-    for lam, runs in by_lam.items():
-        finals = [r["final"] for r in runs]
-        grid_rows.append({"lam": lam, "finals": finals, "mean": float(np.mean(finals)),
-                          "se": float(np.std(finals, ddof=1) / math.sqrt(len(finals)))
-                          if len(finals) > 1 else math.nan})
-    best = max(grid_rows, key=lambda row: row["mean"])
-    zero = by_lam[0.0]
-    grid_steps_per_seed = len(task.lams) * T
-    grid = MethodResult("grid best", [best["lam"]] * len(seeds), best["finals"],
-                        select_steps=grid_steps_per_seed * len(seeds),
-                        extra={"table": grid_rows, "steps_per_seed": grid_steps_per_seed})
+    grid, by_lam, best = _grid_method(task, runner, log)
     methods: list[MethodResult] = [grid]
-
     predictions = {}
-    for pname, options in (PREDICTORS if predictors is None else predictors).items():
+    for pname, options in predictors.items():
         log(f"[{task.name}] {pname}: short probes")
         pred, info = _cached_prediction(task, cache_dir, log, **options)
         predictions[pname] = info
@@ -170,10 +154,8 @@ def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 
                                         [r["final"] for r in runs], pred.probe_steps,
                                         extra={"interval": [pred.lam_low, pred.lam_high],
                                                "options": options}))
-    first = next(iter(predictions))
     prediction, pred_info = _cached_prediction(task, cache_dir, log,
-                                               **(PREDICTORS if predictors is None
-                                                  else predictors)[first])
+                                               **predictors[next(iter(predictions))])
 
     lam_ema = ema_timescale_lambda(task.config(), T, fraction=ema_fraction)
     log(f"[{task.name}] EMA-timescale rule: λ = {lam_ema:.3g}")
@@ -187,8 +169,51 @@ def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 
         methods.append(_optuna(task, runner, n_trials))
 
     target = best["mean"]
-    const_reach = [steps_to_reach(r["steps"], r["acc"], target) for r in by_lam[best["lam"]]]
-    autol2 = []
+    methods += _autol2_methods(task, runner, variants, prediction, target, store_path, log)
+    return {
+        "task": task.name, "description": task.description, "budget": T, "seeds": seeds,
+        "base": task.base, "grid_lams": task.lams,
+        "target": target, "best_lam": best["lam"], "lam0_final": float(np.mean(
+            [r["final"] for r in by_lam[0.0]])),
+        "const_steps_to_target": [steps_to_reach(r["steps"], r["acc"], target)
+                                  for r in by_lam[best["lam"]]],
+        "const_curves": _curves(by_lam[best["lam"]]),
+        "prediction": pred_info, "predictions": predictions, "lam_ema": lam_ema,
+        "ema_fraction": ema_fraction,
+        "methods": [m.to_dict() for m in methods],
+    }
+
+
+def _grid_method(task: TuningTask, runner: _Runner, log: Callable[[str], None]
+                 ) -> tuple[MethodResult, dict[float, list[dict]], dict[str, Any]]:
+    """The grid search: its method result, its runs by λ and its best row (highest mean)."""
+    T, seeds = task.budget, list(task.seeds)
+    log(f"[{task.name}] grid: {len(task.lams)} λ × {len(seeds)} seeds × {T} steps")
+    grid_runs = runner.run([task.config(lam, s) for lam in task.lams for s in seeds])
+    by_lam: dict[float, list[dict]] = {}
+    for r in grid_runs:
+        by_lam.setdefault(r["lam"], []).append(r)
+    grid_rows = []
+    for lam, runs in by_lam.items():
+        finals = [r["final"] for r in runs]
+        grid_rows.append({"lam": lam, "finals": finals, "mean": float(np.mean(finals)),
+                          "se": float(np.std(finals, ddof=1) / math.sqrt(len(finals)))
+                          if len(finals) > 1 else math.nan})
+    best = max(grid_rows, key=lambda row: row["mean"])
+    grid_steps_per_seed = len(task.lams) * T
+    grid = MethodResult("grid best", [best["lam"]] * len(seeds), best["finals"],
+                        select_steps=grid_steps_per_seed * len(seeds),
+                        extra={"table": grid_rows, "steps_per_seed": grid_steps_per_seed})
+    return grid, by_lam, best
+
+
+def _autol2_methods(task: TuningTask, runner: _Runner, variants: dict[str, dict],
+                    prediction: LambdaPrediction, target: float, store_path: str | Path,
+                    log: Callable[[str], None]) -> list[MethodResult]:
+    """One result per AutoL2 variant (those with a λ_pred floor only when the prediction
+    succeeded), with the steps each seed took to reach the grid's best accuracy `target`."""
+    seeds = list(task.seeds)
+    out = []
     for name, overrides in variants.items():
         overrides = dict(overrides)
         if overrides.pop("floor", False):
@@ -200,23 +225,11 @@ def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 
         runs = runner.run(cfgs)
         reach = [steps_to_reach(r["steps"], r["acc"], target) for r in runs]
         decays = _decays(store_path, [r["run_id"] for r in runs])
-        result = MethodResult(name, [d[-1] if d else 0.1 for d in decays],
-                              [r["final"] for r in runs], 0.0,
-                              extra={"steps_to_target": reach, "decay_lams": decays,
-                                     "curves": _curves(runs)})
-        autol2.append(result)
-        methods.append(result)
-    return {
-        "task": task.name, "description": task.description, "budget": T, "seeds": seeds,
-        "base": task.base, "grid_lams": task.lams,
-        "target": target, "best_lam": best["lam"], "lam0_final": float(np.mean(
-            [r["final"] for r in zero])),
-        "const_steps_to_target": const_reach,
-        "const_curves": _curves(by_lam[best["lam"]]),
-        "prediction": pred_info, "predictions": predictions, "lam_ema": lam_ema,
-        "ema_fraction": ema_fraction,
-        "methods": [m.to_dict() for m in methods],
-    }
+        out.append(MethodResult(name, [d[-1] if d else 0.1 for d in decays],
+                                [r["final"] for r in runs], 0.0,
+                                extra={"steps_to_target": reach, "decay_lams": decays,
+                                       "curves": _curves(runs)}))
+    return out
 
 
 def _curves(runs: Sequence[dict]) -> list[dict[str, list]]:

@@ -8,7 +8,7 @@ rule, library versions, device, host). The driver — the process that called
 :meth:`~l2dynamics.store.RunStore.record_run`, one transaction per run, so a run is either
 absent or complete. Planning (skip runs already finished/diverged, run duplicates once) and
 accounting (counts, errors, ``progress(done, total)`` as results arrive) are shared with the
-local executor through :class:`~l2dynamics.sweep.local.SweepLedger`.
+local executor through :class:`~l2dynamics.sweep.ledger.SweepLedger`.
 
 What each node needs: the same ``l2dynamics`` (and torch) installed, and the data the configs
 read (``digits``/``mnist1d``/``teacher`` are built offline; mnist/cifar10 files must be under
@@ -28,11 +28,13 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from l2dynamics.config import Config, make_config
 from l2dynamics.errors import ConfigError
-from l2dynamics.sweep.local import SweepLedger, error_line
+from l2dynamics.provenance import versions
+from l2dynamics.sweep.ledger import SweepLedger, all_done, error_line
 
 INSTALL_HINT = "pip install l2dynamics[ray]"
 # A task whose worker process or node died is re-run up to this many times (a lost node should
@@ -60,14 +62,14 @@ def train_config(config: dict[str, Any], threads: int) -> dict[str, Any]:
     executor stores it); one while building the run (bad data, unknown model) propagates."""
     import torch
 
-    from l2dynamics.train.loop import Trainer, _versions
+    from l2dynamics.train import Trainer
 
     torch.set_num_threads(threads)
     cfg = make_config(config)
     trainer = Trainer(cfg, store=None)
     out: dict[str, Any] = {
         "steps_total": cfg.steps, "seed": cfg.seed, "device": str(trainer.device),
-        "decay": trainer.decay.to_dict(), "versions": _versions(),
+        "decay": trainer.decay.to_dict(), "versions": versions(),
         "host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time(),
         "summary": None, "diverged_step": None, "diverged_cause": None, "error": None,
         "message": None,
@@ -97,6 +99,25 @@ def record_outcome(store: Any, cfg: Config, out: dict[str, Any]) -> int:
         diverged_step=out["diverged_step"], diverged_cause=out["diverged_cause"],
         error=out["error"], host=out["host"], pid=out["pid"], started_at=out["started_at"],
         finished_at=out["finished_at"])
+
+
+def run_ray(configs: Sequence[Config], store_path: str | Path | None, ledger: SweepLedger, *,
+            address: str | None = None, workers: int | None = None,
+            cpus_per_run: float = 1.0) -> None:
+    """Train the `configs` the store lacks as Ray tasks (see :func:`run_tasks`), accounting in
+    `ledger`; Ray is not started or joined when the store already holds them all."""
+    from l2dynamics.store import RunStore
+
+    if all_done(configs, store_path):  # nothing to run: no need to start or join Ray
+        with RunStore(store_path) as store:
+            ledger.plan(configs, store)
+        return
+    # Join Ray first: a bad address fails before the store is created or touched.
+    with (ray_session(address, workers=workers, cpus_per_run=cpus_per_run) as ray,
+          RunStore(store_path) as store):
+        todo = ledger.plan(configs, store)
+        run_tasks(ray, todo, store, ledger, workers=workers, cpus_per_run=cpus_per_run)
+    ledger.result.run_ids.sort()
 
 
 @contextmanager

@@ -126,9 +126,20 @@ def load_sweep(spec: str | Path | Mapping[str, Any] | Sweep) -> Sweep:
     name = spec.get("name", default_name)
     if name is None or not isinstance(name, (str, int, float)) or not str(name).strip():
         raise ConfigError("sweep name must be a non-empty string")
-    name = str(name).strip()
+    base = _load_base(spec.get("base") or {})
+    grid = _load_grid(spec.get("grid"), base)
+    budget = _load_budget(spec.get("budget"))
+    if budget.rule != "fixed":
+        for where, keys in (("base", base), ("grid", grid)):
+            if "steps" in keys:
+                raise ConfigError(f"sweep {where}.steps conflicts with budget.rule "
+                                  f"{budget.rule}, which sets steps; remove one")
+    sweep = Sweep(name=str(name).strip(), base=base, grid=grid, budget=budget)
+    sweep.configs()  # validate every point now, before anything runs
+    return sweep
 
-    raw_base = spec.get("base") or {}
+
+def _load_base(raw_base: Any) -> dict[str, Any]:
     if not isinstance(raw_base, Mapping):
         raise ConfigError("sweep base must be a mapping of config keys to values")
     try:
@@ -138,8 +149,10 @@ def load_sweep(spec: str | Path | Mapping[str, Any] | Sweep) -> Sweep:
     if "name" in base:
         raise ConfigError("sweep base.name is not allowed: run names come from the sweep's "
                           "top-level name and the grid values")
+    return base
 
-    raw_grid = spec.get("grid")
+
+def _load_grid(raw_grid: Any, base: Mapping[str, Any]) -> dict[str, list[Any]]:
     if not isinstance(raw_grid, Mapping) or not raw_grid:
         raise ConfigError("sweep grid must be a non-empty mapping of config keys to lists, "
                           "e.g. {lam: [0, 1e-3]}")
@@ -158,16 +171,7 @@ def load_sweep(spec: str | Path | Mapping[str, Any] | Sweep) -> Sweep:
             raise ConfigError(f"sweep grid.{key} lists {_fmt(again[0])} twice; each value must "
                               "appear once (a repeated run would be skipped as already done)")
         grid[key] = list(values)
-
-    budget = _load_budget(spec.get("budget"))
-    if budget.rule != "fixed":
-        for where, keys in (("base", base), ("grid", grid)):
-            if "steps" in keys:
-                raise ConfigError(f"sweep {where}.steps conflicts with budget.rule "
-                                  f"{budget.rule}, which sets steps; remove one")
-    sweep = Sweep(name=name, base=base, grid=grid, budget=budget)
-    sweep.configs()  # validate every point now, before anything runs
-    return sweep
+    return grid
 
 
 def _load_budget(raw: Any) -> Budget:

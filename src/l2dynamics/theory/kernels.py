@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from l2dynamics.errors import ConfigError
-from l2dynamics.train.memory import check_memory, kernel_memory
+from l2dynamics.resources import check_memory, kernel_memory
 
 KERNEL_ACTIVATIONS = ("relu", "erf", "linear")
 _CHUNK_ELEMENTS = 1 << 20  # entries per row block (8 MB per float64 temporary)

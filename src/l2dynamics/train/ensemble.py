@@ -1,15 +1,17 @@
 """K runs of one architecture trained at once: the vectorized ensemble engine.
 
-Members are configs that share everything except :data:`MEMBER_KEYS` (``lam``, ``lr``,
-``seed``, ``decoupled_wd``, ``steps``, ``name``). Their weights are stacked along a leading
-member axis, shape (K, *tensor shape), and one update of all K members is one call of
-``vmap(grad_and_value(loss))`` over ``functional_call`` of a weightless (meta) copy of the
-model, followed by the update below on the stacked tensors. Each member is the run a lone
-:class:`~l2dynamics.train.loop.Trainer` makes from its config:
+Members are configs that share everything except :data:`~l2dynamics.train.grouping.MEMBER_KEYS`
+(``lam``, ``lr``, ``seed``, ``decoupled_wd``, ``steps``, ``name``). Their weights are stacked
+along a leading member axis, shape (K, *tensor shape), and one update of all K members is one
+call of ``vmap(grad_and_value(loss))`` over ``functional_call`` of a weightless (meta) copy of
+the model, followed by the update below on the stacked tensors
+(:class:`~l2dynamics.train.stacked.StackedUpdate`). Each member is the run a lone
+:class:`~l2dynamics.train.loop.Trainer` makes from its config (what a run is made of is defined
+once, in :mod:`l2dynamics.train.setup`):
 
 - its own init (``torch.manual_seed(seed)`` in a forked RNG, then ``build_model``: the same
-  :func:`~l2dynamics.train.loop.init_model`), its own batch order (its seed's per-epoch
-  permutations, :func:`~l2dynamics.train.loop.epoch_permutation`) and, when the dataset has one,
+  :func:`~l2dynamics.train.setup.init_model`), its own batch order (its seed's per-epoch
+  permutations, :func:`~l2dynamics.train.setup.epoch_permutation`) and, when the dataset has one,
   its own augmentation stream;
 - Trainer's update at step t, with η_k = lr_k · lr_factor(t, cfg_k)::
 
@@ -22,7 +24,7 @@ model, followed by the update below on the stacked tensors. Each member is the r
                                                    corrections from the shared step count)
 
 - its own evaluation clock (``eval_steps(cfg.steps, …)``), the same metrics under the same
-  names (:func:`~l2dynamics.train.loop.probe_metrics`), physical time Σ η_t and λ-time, and
+  names (:func:`~l2dynamics.train.results.probe_metrics`), physical time Σ η_t and λ-time, and
   its own stored run (``create_run`` … ``add_metrics`` … ``finish_run`` with Trainer's summary).
   ``wall_time`` and ``wall_seconds`` are the ensemble's clock (the members share it).
 
@@ -49,199 +51,41 @@ or dropout are refused by :func:`vectorizable`; run those with Trainer.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from l2dynamics.config import Config, make_config
+from l2dynamics.config import Config
 from l2dynamics.data import Dataset
 from l2dynamics.errors import ConfigError
 from l2dynamics.l2 import split_decay
-from l2dynamics.models import build_model
+from l2dynamics.losses import correct_count, make_loss
+from l2dynamics.provenance import versions
 from l2dynamics.store import RunStore
 from l2dynamics.train.clock import eval_steps
-from l2dynamics.train.loop import (
-    LOSS_SYNC_EVERY,
-    RunResult,
-    _versions,
+from l2dynamics.train.footprint import check_run_memory
+from l2dynamics.train.grouping import as_config, model_problem, vectorizable
+from l2dynamics.train.loop import LOSS_SYNC_EVERY, NONFINITE_LOSS, NONFINITE_PARAMS
+from l2dynamics.train.results import RunResult, probe_metrics, run_summary
+from l2dynamics.train.setup import (
     augment_generator,
     batch_layout,
     epoch_permutation,
     init_model,
-    probe_metrics,
-    resolve_device,
     run_setup,
-    run_summary,
 )
-from l2dynamics.train.loss import correct_count, make_loss
-from l2dynamics.train.memory import check_run_memory
-from l2dynamics.train.optim import lr_factor
-
-MEMBER_KEYS = ("lam", "lr", "seed", "decoupled_wd", "steps", "name")
-"""Config keys that may differ between the members of one ensemble."""
-
-_ARCHITECTURE_KEYS = ("model", "width", "depth", "activation", "bias", "parameterization",
-                      "weight_var", "bias_var", "norm")
-
-# Input shape and output count per dataset, to build a weightless model for the checks below
-# without loading data (the first layer's size is all that depends on them).
-_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "digits": ((64,), 10), "mnist1d": ((40,), 10), "mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
-}
-
-CPU_MAX_WORK = 4_000_000
-"""CPU rule of :func:`choose_engine`: vectorize an fc model while parameters × batch size (the
-multiply-adds of one member's forward pass) is at most this. See choose_engine's docstring."""
+from l2dynamics.train.stacked import StackedUpdate
 
 EnsembleProgressFn = Callable[[int, int, int, Mapping[str, float] | None], None]
 """``progress(member, step, total, metrics)``: Trainer's progress callback with the member's
 position in the input list first; metrics at probes, None after each update and at the end."""
-
-
-def _as_config(config: Config | Mapping[str, Any]) -> Config:
-    return config if isinstance(config, Config) else make_config(config)
-
-
-def ensemble_key(config: Config | Mapping[str, Any]) -> str:
-    """The grouping key: canonical JSON of the config without :data:`MEMBER_KEYS`. Configs with
-    equal keys may train as one ensemble (if :func:`vectorizable` agrees)."""
-    data = {k: v for k, v in _as_config(config).to_dict().items() if k not in MEMBER_KEYS}
-    return json.dumps(data, sort_keys=True)
-
-
-def vectorizable(configs: Sequence[Config | Mapping[str, Any]], *,
-                 dataset: Dataset | None = None) -> str | None:
-    """None when `configs` can train as one :class:`EnsembleTrainer`, else a one-line reason.
-
-    They must be non-empty, agree on every key but :data:`MEMBER_KEYS`, ask for no checkpoints,
-    and their model must keep all its state in trainable parameters with no train/eval
-    difference: no buffers (BatchNorm running statistics), no dropout, no frozen parameters.
-    ``dataset`` (optional) gives the real input shape for the model check.
-    """
-    cfgs = [_as_config(c) for c in configs]
-    if not cfgs:
-        return "no configs"
-    first = cfgs[0].to_dict()
-    differ = sorted({k for c in cfgs[1:] for k, v in c.to_dict().items()
-                     if k not in MEMBER_KEYS and v != first[k]})
-    if differ:
-        what = ("different architecture" if set(differ) & set(_ARCHITECTURE_KEYS)
-                else "different settings")
-        return (f"{what}: configs differ in {', '.join(differ)}; only "
-                f"{', '.join(MEMBER_KEYS)} may differ within an ensemble")
-    cfg = cfgs[0]
-    if cfg.lam_schedule != "constant":
-        return (f"lam_schedule={cfg.lam_schedule!r}: the ensemble engine keeps each member's λ "
-                "constant")
-    if cfg.checkpoint_every:
-        return (f"checkpoint_every={cfg.checkpoint_every}: the ensemble engine writes no "
-                "checkpoints")
-    if cfg.autocast != "none" or cfg.channels_last or cfg.compile != "none":
-        return ("autocast/channels_last/compile: the GPU speed options run in the sequential "
-                "engine only")
-    if cfg.project_norm != "none" or cfg.norm_probes:
-        return ("project_norm/norm_probes: the ‖w‖ projection and the per-tensor norm probes "
-                "run in the sequential engine only")
-    try:
-        model = _meta_model(cfg, dataset)
-    except ConfigError as err:
-        return f"model cannot be built: {err}"
-    return _model_problem(model)
-
-
-def choose_engine(configs: Sequence[Config | Mapping[str, Any]],
-                  device: str | torch.device = "auto") -> Literal["vectorized", "sequential"]:
-    """"vectorized" (one :class:`EnsembleTrainer`) or "sequential" (one Trainer per config) for
-    a group of configs on `device`, from what ``benchmarks/ensemble.py`` measured.
-
-    - Fewer than 2 configs, or :func:`vectorizable` refuses them: sequential.
-    - CUDA: vectorized for K ≥ 2. One small model leaves the GPU idle between kernel launches
-      (a step of fc 2×256 at batch 128 is ~1e7 multiply-adds, microseconds of H200 work behind
-      ~30 launches); K stacked members cost about as many launches as one. Not measured here
-      (no GPU was available to this work): ``python benchmarks/ensemble.py --device cuda``.
-    - CPU: vectorized only for fc models with parameters × batch ≤ :data:`CPU_MAX_WORK` (4e6
-      multiply-adds per member forward). A CPU step of a mid-sized model is compute-bound and
-      the batched matmuls of the ensemble do the same arithmetic at the same speed as K separate
-      ones. Vectorizing only shares the per-update Python/dispatch overhead (~0.5 ms per run
-      and update for Trainer, ~1.2 ms for one vmapped update of all K members), which matters
-      only for small models. Measured with ``benchmarks/ensemble.py --repeats 3 --crossover``
-      (2 AMD EPYC cores, 1 torch thread, load average 0.2 → 1.1, min of 3 rotated repeats),
-      member-steps/s vectorized / sequential, 300 steps with probes at 10/decade, MNIST-1D:
-
-      ==========================  ===============  =====  ======
-      model, batch                params × batch   K = 8  K = 32
-      ==========================  ===============  =====  ======
-      fc 2×32, 128                0.35e6           1.45
-      fc 2×64, 128                0.95e6           1.43
-      fc 2×128, 128               2.9e6            1.18
-      fc 2×256, 128               10.1e6           0.97   1.04
-      fc 3×1024, 256 (20 steps)   551e6            1.00   0.93
-      ==========================  ===============  =====  ======
-
-      Where the ratio is ~1 the sequential engine keeps what the ensemble lacks (checkpoints,
-      resume, one process per run in a sweep's worker pool), so it is chosen. Convolutions do
-      many multiply-adds per parameter: sequential on CPU.
-    - Other devices (mps): sequential (not measured).
-    """
-    cfgs = [_as_config(c) for c in configs]
-    if len(cfgs) < 2 or vectorizable(cfgs) is not None:
-        return "sequential"
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    if dev.type == "cuda":
-        return "vectorized"
-    if dev.type != "cpu" or cfgs[0].model != "fc":
-        return "sequential"
-    cfg = cfgs[0]
-    n_params = sum(p.numel() for p in _meta_model(cfg, None).parameters())
-    batch = min(cfg.batch_size, cfg.n_train) if cfg.n_train else cfg.batch_size
-    return "vectorized" if n_params * batch <= CPU_MAX_WORK else "sequential"
-
-
-def _meta_model(cfg: Config, dataset: Dataset | None) -> nn.Module:
-    """`cfg`'s model with weightless (meta) tensors: its structure and sizes, no memory."""
-    if dataset is not None:
-        shape, outputs = tuple(dataset.input_shape), dataset.num_outputs
-    elif cfg.dataset == "teacher":
-        opts = cfg.data_options
-        regression = opts.get("task", "classification") == "regression"
-        shape, outputs = (int(opts.get("input_dim", 32)),), 1 if regression else int(
-            opts.get("num_classes", 10))
-    else:
-        shape, outputs = _SHAPES.get(cfg.dataset, ((3, 32, 32), 10))
-    if cfg.model == "fc" and len(shape) != 1:
-        shape = (math.prod(shape),)
-    with torch.device("meta"):
-        return build_model(cfg.model, input_shape=shape, num_outputs=outputs, width=cfg.width,
-                           depth=cfg.depth, activation=cfg.activation, bias=cfg.bias,
-                           parameterization=cfg.parameterization, weight_var=cfg.weight_var,
-                           bias_var=cfg.bias_var, norm=cfg.norm)
-
-
-def _model_problem(model: nn.Module) -> str | None:
-    """Why `model`'s members cannot share one vmapped forward pass, or None."""
-    buffers = [n for n, _ in model.named_buffers()]
-    if buffers:
-        shown = ", ".join(buffers[:2]) + (", …" if len(buffers) > 2 else "")
-        return (f"model has buffers ({shown}), e.g. BatchNorm running statistics, which the "
-                "ensemble does not keep per member; use norm='ln'/'wn'/'none' or Trainer")
-    if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
-        return "model has dropout, whose random masks the ensemble does not draw per member"
-    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-    if frozen:
-        return f"model has frozen parameters ({frozen[0]}, …)"
-    if not any(True for _ in model.parameters()):
-        return "model has no parameters"
-    return None
 
 
 @dataclass
@@ -270,7 +114,7 @@ class EnsembleTrainer:
     def __init__(self, configs: Sequence[Config | Mapping[str, Any]], *,
                  store: RunStore | None = None, progress: EnsembleProgressFn | None = None,
                  dataset: Dataset | None = None):
-        self.configs = [_as_config(c) for c in configs]
+        self.configs = [as_config(c) for c in configs]
         reason = vectorizable(self.configs, dataset=dataset)
         if reason is not None:
             raise ConfigError(f"these {len(self.configs)} configs cannot train as one "
@@ -292,7 +136,7 @@ class EnsembleTrainer:
         self.progress = progress
 
         models = [init_model(c, self.data, self.device, self.dtype) for c in self.configs]
-        problem = _model_problem(models[0])
+        problem = model_problem(models[0])
         if problem is not None:
             raise ConfigError(f"these configs cannot train as one ensemble: {problem}")
         self.decay = split_decay(models[0], cfg.decay_params)
@@ -310,8 +154,7 @@ class EnsembleTrainer:
         self.active = list(self.members)  # members still in the stack, in stack order
         self.steps_done = 0
         self._prepare_data()
-        self._prepare_schedules()
-        self._opt_state: dict[str, Any] = {}
+        self.update = StackedUpdate(self.configs, self.device, self.dtype)
         self._pending: list[torch.Tensor] = []  # (K,) batch losses not yet read by the host
         self._pending_steps: list[int] = []
         self._grad_fns: dict[tuple[int | None, int | None], Callable[..., Any]] = {}
@@ -353,47 +196,6 @@ class EnsembleTrainer:
             dims = (0, dims[1])
         return xb, yb, dims
 
-    # --- per-member schedules ------------------------------------------------------------------
-
-    def _prepare_schedules(self) -> None:
-        """Per-step, per-member scalars, computed once on the host in float64 exactly as Trainer
-        computes them (Python float arithmetic) and uploaded once, so that an update needs no
-        host-to-device copy: η (S, K), the decoupled factor 1 − η·λd, Adam's −η/(1 − β1^t)."""
-        cfgs = self.configs
-        total = max(c.steps for c in cfgs)
-        lr = np.zeros((total, len(cfgs)))
-        factors: dict[int, np.ndarray] = {}
-        for j, c in enumerate(cfgs):
-            if c.steps not in factors:  # lr_factor depends on the member only through steps
-                if c.lr_schedule == "constant" and c.warmup_steps == 0:
-                    factors[c.steps] = np.ones(c.steps)
-                else:
-                    factors[c.steps] = np.array([lr_factor(t, c) for t in range(c.steps)])
-            lr[:c.steps, j] = c.lr * factors[c.steps]
-        self._lr_host = lr
-        self._lam_host = np.array([c.lam for c in cfgs])
-        self._phys_time = np.zeros(len(cfgs))
-        self._lam_time = np.zeros(len(cfgs))
-
-        def dev(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(a).to(device=self.device, dtype=self.dtype)
-
-        self._lam = dev(self._lam_host) if any(c.lam for c in cfgs) else None
-        wd = np.array([c.decoupled_wd for c in cfgs])
-        self._decoupled = dev(1.0 - lr * wd) if wd.any() else None
-        if self.cfg.optimizer == "sgd":
-            self._neg_lr = dev(-lr)
-        else:
-            beta1, beta2 = self.cfg.betas
-            # torch: bias_correction = 1 - beta ** step with step the float count of updates
-            bc1 = np.array([1 - beta1 ** float(t + 1) for t in range(total)])
-            self._bc2_sqrt = [(1 - beta2 ** float(t + 1)) ** 0.5 for t in range(total)]
-            self._neg_step = dev(-(lr / bc1[:, None]))
-
-    def _per_member(self, values: torch.Tensor, name: str) -> torch.Tensor:
-        """(K,) member scalars shaped to broadcast against the stacked tensor `name`."""
-        return values.view((-1,) + (1,) * (self.params[name].dim() - 1))
-
     # --- the update -----------------------------------------------------------------------------
 
     def _grad_fn(self, dims: tuple[int | None, ...]) -> Callable[..., Any]:
@@ -411,45 +213,9 @@ class EnsembleTrainer:
         """Update `step` (0-based) of every member in the stack; Trainer._update's order."""
         xb, yb, dims = self.batch(step)
         grads, losses = self._grad_fn(dims)(self.params, xb, yb)
-        decayed = self.decay.decayed
-        if self._lam is not None:  # g += λ_k·θ_k (a member with λ = 0 adds exactly 0)
-            for n in decayed:
-                grads[n].addcmul_(self.params[n], self._per_member(self._lam, n))
-        if self._decoupled is not None:  # θ ← (1 − η·λd)·θ before the optimizer step
-            factor = self._decoupled[step]
-            for n in decayed:
-                self.params[n].mul_(self._per_member(factor, n))
-        cfg = self.cfg
-        if cfg.optimizer == "sgd":
-            neg_lr = self._neg_lr[step]
-            for n in self.names:
-                g = grads[n]
-                if cfg.momentum:  # torch.optim.SGD: first buffer = g, then μ·buf + g
-                    buf = self._opt_state.get(n)
-                    if buf is None:
-                        buf = self._opt_state[n] = g.clone()
-                    else:
-                        buf.mul_(cfg.momentum).add_(g)
-                    g = g.add(buf, alpha=cfg.momentum) if cfg.nesterov else buf
-                self.params[n].addcmul_(g, self._per_member(neg_lr, n))
-        else:  # torch.optim.Adam / AdamW with weight_decay=0 (single-tensor formulas)
-            beta1, beta2 = cfg.betas
-            bc2_sqrt, neg_step = self._bc2_sqrt[step], self._neg_step[step]
-            for n in self.names:
-                g = grads[n]
-                if n not in self._opt_state:
-                    p = self.params[n]
-                    self._opt_state[n] = (torch.zeros_like(p), torch.zeros_like(p))
-                exp_avg, exp_avg_sq = self._opt_state[n]
-                exp_avg.lerp_(g, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(cfg.eps)
-                self.params[n].addcmul_(exp_avg / denom, self._per_member(neg_step, n))
+        self.update.apply(self.params, grads, self.decay.decayed, step)
         self._pending.append(losses.detach())
         self._pending_steps.append(step)
-        lr = self._lr_host[step]
-        self._phys_time += lr
-        self._lam_time += lr * self._lam_host
 
     # --- divergence, probes, finishing ----------------------------------------------------------
 
@@ -525,7 +291,7 @@ class EnsembleTrainer:
                 weight_norm=math.sqrt(sum(v * v for v in tensor_norms)),
                 per_tensor=dict(zip(self.names, tensor_norms, strict=True)),
                 lam=member.cfg.lam, decoupled_wd=member.cfg.decoupled_wd,
-                lam_time=float(self._lam_time[pos]), wall_time=wall))
+                lam_time=float(self.update.lam_time[pos]), wall_time=wall))
         return out
 
     def _end(self, member: _Member, status: str, steps_done: int, bad_step: int | None = None,
@@ -556,14 +322,14 @@ class EnsembleTrainer:
         for member in checking:
             member.unchecked = 0
             if member.first_bad is not None:
-                self._end(member, "diverged", step, member.first_bad, "non-finite loss")
+                self._end(member, "diverged", step, member.first_bad, NONFINITE_LOSS)
                 ended.add(member.index)
         probing = [j for j, m in enumerate(self.active)
                    if m.index not in ended and step in m.clock]
         if probing:
             for pos, metrics in zip(probing, self._measure(probing, step), strict=True):
                 member = self.active[pos]
-                rows = [(step, float(self._phys_time[pos]), name, float(v))
+                rows = [(step, float(self.update.phys_time[pos]), name, float(v))
                         for name, v in metrics.items()]
                 member.rows.extend(rows)
                 finite = math.isfinite(metrics["weight_norm"])
@@ -571,14 +337,14 @@ class EnsembleTrainer:
                     if finite:
                         self._end(member, "finished", step, final_rows=rows)
                     else:
-                        self._end(member, "diverged", step, step, "non-finite parameters",
+                        self._end(member, "diverged", step, step, NONFINITE_PARAMS,
                                   final_rows=rows)
                     ended.add(member.index)
                     continue
                 if self.store is not None and member.run_id is not None:
                     self.store.add_metrics(member.run_id, rows, steps_done=step)
                 if not finite:
-                    self._end(member, "diverged", step, step, "non-finite parameters")
+                    self._end(member, "diverged", step, step, NONFINITE_PARAMS)
                     ended.add(member.index)
                 elif self.progress:
                     self.progress(member.index, step, member.cfg.steps, metrics)
@@ -590,30 +356,14 @@ class EnsembleTrainer:
         schedules, batch permutations); losses were all read just before."""
         self.active = [self.active[j] for j in positions]
         if not positions:
-            self.params, self._opt_state, self._perms = {}, {}, None
+            self.params, self._perms = {}, None
+            self.update.keep(positions, None)
             return
         index = torch.tensor(positions, device=self.device)
-
-        def take(t: torch.Tensor) -> torch.Tensor:
-            return t.index_select(0, index)
-
-        self.params = {n: take(p) for n, p in self.params.items()}
-        self._opt_state = {n: tuple(take(s) for s in v) if isinstance(v, tuple) else take(v)
-                           for n, v in self._opt_state.items()}
+        self.params = {n: p.index_select(0, index) for n, p in self.params.items()}
         if self._perms is not None:
-            self._perms = take(self._perms)
-        cols = np.asarray(positions)
-        self._lr_host = self._lr_host[:, cols]
-        self._lam_host = self._lam_host[cols]
-        self._phys_time, self._lam_time = self._phys_time[cols], self._lam_time[cols]
-        if self._lam is not None:
-            self._lam = take(self._lam)
-        if self._decoupled is not None:
-            self._decoupled = self._decoupled.index_select(1, index)
-        if self.cfg.optimizer == "sgd":
-            self._neg_lr = self._neg_lr.index_select(1, index)
-        else:
-            self._neg_step = self._neg_step.index_select(1, index)
+            self._perms = self._perms.index_select(0, index)
+        self.update.keep(positions, index)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -634,7 +384,7 @@ class EnsembleTrainer:
                     m.run_id = self.store.create_run(
                         m.cfg.to_dict(), steps_total=m.cfg.steps, seed=m.cfg.seed,
                         device=str(self.device), decay=self.decay.to_dict(),
-                        versions=_versions(), name=m.cfg.name)
+                        versions=versions(), name=m.cfg.name)
         self._t0 = time.perf_counter()
         last = max(c.steps for c in self.configs)
         try:

@@ -10,43 +10,48 @@ One update at step t (0-based) is::
 
 Metrics at step s are taken *after* s updates, on the log-spaced clock of
 :func:`l2dynamics.train.clock.eval_steps`. Physical time is Σ_{t<s} η_t (= η·s at constant η) and
-"λ-time" is Σ_{t<s} η_t·λ_t. Batches are drawn by index from per-epoch permutations seeded by
-(seed, epoch), so a resumed run sees exactly the batches the uninterrupted one would have.
+"λ-time" is Σ_{t<s} η_t·λ_t (both from :mod:`l2dynamics.train.clock`). Batches are drawn by index
+from per-epoch permutations seeded by (seed, epoch), so a resumed run sees exactly the batches
+the uninterrupted one would have. What a run is made of (data, model, batches) is in
+:mod:`l2dynamics.train.setup`; what it ends with (metrics, summary) in
+:mod:`l2dynamics.train.results`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import platform
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-import pandas as pd
 import torch
 
 from l2dynamics.config import Config, make_config
-from l2dynamics.data import Dataset, load_dataset
+from l2dynamics.data import Dataset
 from l2dynamics.errors import ConfigError, StoreError
 from l2dynamics.l2 import L2Penalty, split_decay
-from l2dynamics.models import build_model
 from l2dynamics.probes.metrics import evaluate, weight_norms
+from l2dynamics.provenance import versions
 from l2dynamics.store import RunStore
-from l2dynamics.store.sqlite import pivot_metrics
 from l2dynamics.train.checkpoint import load_checkpoint, save_checkpoint
-from l2dynamics.train.clock import eval_steps
-from l2dynamics.train.loss import make_loss
-from l2dynamics.train.memory import check_run_memory
-from l2dynamics.train.optim import build_optimizer, lr_factor
+from l2dynamics.train.clock import advance, eval_steps, lr_at
+from l2dynamics.train.footprint import check_run_memory
+from l2dynamics.train.optim import build_optimizer
+from l2dynamics.train.results import RunResult, probe_metrics, run_summary
+from l2dynamics.train.setup import (
+    augment_generator,
+    batch_layout,
+    epoch_permutation,
+    init_model,
+    run_setup,
+    speed_options,
+)
 
 LOSS_SYNC_EVERY = 32  # steps between host syncs for the non-finite-loss check
-PROGRESS_METRICS = ("test_acc", "train_loss")
+NONFINITE_LOSS, NONFINITE_PARAMS = "non-finite loss", "non-finite parameters"
 
 
 class Callback(Protocol):
@@ -58,196 +63,8 @@ class Callback(Protocol):
 
 
 ProgressFn = Callable[[int, int, Mapping[str, float] | None], None]
-
-
-@dataclass
-class RunResult:
-    """What a run ended with. ``history`` is the wide metric table (one row per eval step)."""
-
-    run_id: int | None
-    status: str  # "finished" | "diverged" | "interrupted"
-    steps_done: int
-    summary: dict[str, Any]
-    history: pd.DataFrame
-    diverged_step: int | None = None
-    diverged_cause: str | None = None
-    config: Config | None = field(default=None, repr=False)
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" picks CUDA when available, else CPU; an unavailable device is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but no CUDA device is available; use device=cpu or auto")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device='mps' but MPS is not available; use device=cpu or auto")
-    return torch.device(name)
-
-
-def _stream_seed(*keys: int) -> int:
-    """A well-mixed 63-bit seed for a named random stream, e.g. (seed, epoch, purpose)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0]
-               >> np.uint64(1))
-
-
-_BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM = 1, 2, 3
-
-
-# --- pieces shared with the vectorized ensemble (train/ensemble.py) ----------------------------
-# A run's data, init, batch order, augmentation stream, evaluation subset and metric layout are
-# pure functions of its config, defined once here so that a member of an ensemble is the same
-# run as a lone Trainer, number for number.
-
-
-def batch_layout(cfg: Config, data: Dataset, device: torch.device
-                 ) -> tuple[int, bool, int, torch.Tensor, torch.Tensor]:
-    """(batch size, full batch?, steps per epoch, eval x, eval y) of a run: the batch is capped
-    at the training set, and the training metrics use the fixed ``eval_train_size`` subset."""
-    n = data.x_train.shape[0]
-    batch_size = min(cfg.batch_size, n)
-    idx = eval_subset(n, cfg.eval_train_size, cfg.data_seed)
-    if idx is not None:
-        idx = idx.to(device)
-        eval_x, eval_y = data.x_train[idx], data.y_train[idx]
-    else:
-        eval_x, eval_y = data.x_train, data.y_train
-    return batch_size, batch_size == n, n // batch_size, eval_x, eval_y
-
-
-def run_setup(cfg: Config, dataset: Dataset | None = None
-              ) -> tuple[torch.device, torch.dtype, Dataset, Callable[..., torch.Tensor]]:
-    """Device, dtype, data (`dataset` if given, else loaded) and training loss of a run —
-    what every engine sets up first."""
-    device = resolve_device(cfg.device)
-    dtype = getattr(torch, cfg.dtype)
-    data = dataset if dataset is not None else load_run_data(cfg, device, dtype)
-    return device, dtype, data, make_loss(cfg.loss, data.task, data.num_outputs)
-
-
-def load_run_data(cfg: Config, device: torch.device, dtype: torch.dtype) -> Dataset:
-    """The dataset `cfg` trains on, on `device` in `dtype` (shared by runs that differ only in
-    seed, λ, η or steps: the data depend on ``data_seed``, never on ``seed``)."""
-    return load_dataset(
-        cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, data_dir=cfg.data_dir,
-        download=cfg.download, seed=cfg.data_seed, device=device, dtype=dtype,
-        augment=cfg.augment, normalize=cfg.normalize, **cfg.data_options)
-
-
-def init_model(cfg: Config, data: Dataset, device: torch.device,
-               dtype: torch.dtype) -> torch.nn.Module:
-    """The model of `cfg` at initialization: built on the CPU under ``torch.manual_seed(seed)``
-    in a forked RNG (the global stream is left untouched), then moved to `device` and `dtype`."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = build_model(
-            cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs,
-            width=cfg.width, depth=cfg.depth, activation=cfg.activation, bias=cfg.bias,
-            parameterization=cfg.parameterization, weight_var=cfg.weight_var,
-            bias_var=cfg.bias_var, norm=cfg.norm)
-    return model.to(device=device, dtype=dtype)
-
-
-class TrainingForward:
-    """The training forward pass of a run with its speed options (``autocast``, ``compile``).
-
-    ``forward(x)`` calls the model, compiled with ``torch.compile(mode=cfg.compile)`` when asked
-    (the eager model stays the one evaluated, checkpointed and probed; both share parameters);
-    ``with forward.autocast():`` lowers float32 operations to bfloat16 when ``autocast='bf16'``.
-    Parameters, gradients, optimizer state and the L2 term stay in ``cfg.dtype``. Under
-    ``compile='reduce-overhead'`` (CUDA graphs) each call starts a new graph step, so a loss
-    kept from an earlier update is never overwritten by a later replay.
-    """
-
-    def __init__(self, model: torch.nn.Module, cfg: Config, device: torch.device):
-        self.model = model
-        self.device_type = device.type
-        self.dtype = torch.bfloat16 if cfg.autocast == "bf16" else None
-        self.mode = cfg.compile
-        self.compiled: Any = None
-        if cfg.compile != "none":
-            mode = None if cfg.compile == "default" else cfg.compile
-            self.compiled = torch.compile(model, mode=mode)
-
-    def autocast(self) -> Any:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compiled is None:
-            return self.model(x)
-        if self.mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()
-        return self.compiled(x)
-
-
-def speed_options(model: torch.nn.Module, cfg: Config, device: torch.device) -> TrainingForward:
-    """Apply ``channels_last`` to `model` in place and return its :class:`TrainingForward`."""
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)  # 4-d weights only; others unchanged
-    return TrainingForward(model, cfg, device)
-
-
-def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The order (CPU int64 indices into the training set) in which run `seed` visits the `n`
-    training examples in `epoch`; update t uses slot t mod steps_per_epoch of epoch
-    t // steps_per_epoch."""
-    g = torch.Generator().manual_seed(_stream_seed(seed, epoch, _BATCH_STREAM))
-    return torch.randperm(n, generator=g)
-
-
-def augment_generator(seed: int, step: int) -> torch.Generator:
-    """The CPU generator that draws the augmentation of run `seed`'s batch at update `step`."""
-    return torch.Generator().manual_seed(_stream_seed(seed, step, _AUGMENT_STREAM))
-
-
-def eval_subset(n: int, size: int, data_seed: int) -> torch.Tensor | None:
-    """CPU indices of the fixed training subset the train metrics are taken on (a function of
-    ``data_seed`` only), or None when `size` is 0 or covers the `n` examples."""
-    if not size or size >= n:
-        return None
-    g = torch.Generator().manual_seed(_stream_seed(data_seed, _EVAL_STREAM))
-    return torch.randperm(n, generator=g)[:size]
-
-
-def probe_metrics(cfg: Config, *, step: int, classification: bool,
-                  train: tuple[float, float], test: tuple[float, float], weight_norm: float,
-                  per_tensor: Mapping[str, float], lam: float, decoupled_wd: float,
-                  lam_time: float, wall_time: float) -> dict[str, float]:
-    """The metric dict a probe stores at `step` (after `step` updates), by name.
-
-    train/test: (mean data loss without the L2 term, accuracy); ``lr`` is the η of the update
-    at `step` (of the last update once `step` = ``cfg.steps``); ``lam_time`` = Σ η_t·λ_t;
-    ``wall_time`` in seconds since the run started. Accuracies are dropped for regression and
-    ``norm/<name>`` entries added when ``cfg.norms_per_tensor``.
-    """
-    metrics = {
-        "train_loss": train[0], "train_acc": train[1],
-        "test_loss": test[0], "test_acc": test[1],
-        "weight_norm": weight_norm, "lam": lam, "decoupled_wd": decoupled_wd,
-        "lr": cfg.lr * lr_factor(min(step, cfg.steps - 1), cfg),
-        "lam_time": lam_time, "wall_time": wall_time,
-    }
-    if not classification:
-        del metrics["train_acc"], metrics["test_acc"]
-    if cfg.norms_per_tensor:
-        metrics.update({f"norm/{name}": value for name, value in per_tensor.items()})
-    return metrics
-
-
-def run_summary(rows: list[tuple[int, float, str, float]], classification: bool,
-                steps_done: int, elapsed: float, data: Dataset | None = None
-                ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """(wide history, stored summary) of a run from its (step, phys_time, name, value) rows;
-    ``steps_per_second`` is updates per wall-clock second over `elapsed` seconds; with `data`,
-    ``n_train``/``n_test`` (the test size sets the accuracy's binomial noise)."""
-    history = _wide(rows)
-    summary = summarize(history, classification)
-    summary["steps_per_second"] = (steps_done / elapsed) if elapsed else None
-    if data is not None:
-        summary["n_train"], summary["n_test"] = int(data.n_train), int(data.n_test)
-    return history, summary
+Ending = tuple[str, int | None, str | None]
+"""(status, diverged step, divergence cause) a run's loop ended with."""
 
 
 class Trainer:
@@ -491,56 +308,13 @@ class Trainer:
         if self.store is not None and self.run_id is None:
             self.run_id = self.store.create_run(
                 cfg.to_dict(), steps_total=cfg.steps, seed=cfg.seed, device=str(self.device),
-                decay=self.decay.to_dict(), versions=_versions(), name=cfg.name)
+                decay=self.decay.to_dict(), versions=versions(), name=cfg.name)
         self._t0 = time.perf_counter()
         self._losses = []
-        clock = set(int(s) for s in self.clock)
-        self._clock_set = clock
+        self._clock_set = set(int(s) for s in self.clock)
         restore_handler = self._install_sigint()
-        status, bad_step, cause = "finished", None, None
-
-        def diverged(upto: int) -> bool:
-            nonlocal status, bad_step, cause
-            bad_step = self._first_bad_loss(upto)
-            if bad_step is not None:
-                status, cause = "diverged", "non-finite loss"
-            return bad_step is not None
-
         try:
-            self.model.train()
-            start = self.step
-            if start == 0:  # not on resume: the state already holds what happened at `start`
-                for cb in self.callbacks:
-                    hook = getattr(cb, "on_train_start", None)
-                    if hook is not None:
-                        hook(self)
-            for step in range(start, cfg.steps):
-                if self._stop_requested:
-                    status = "interrupted"
-                    break
-                if (cfg.checkpoint_every and step > start and step % cfg.checkpoint_every == 0
-                        and self.checkpoints_enabled):
-                    if diverged(step):
-                        break
-                    self.save_checkpoint()
-                if step in clock:
-                    if diverged(step):
-                        break
-                    metrics = self.measure()
-                    self._record(metrics)
-                    if not math.isfinite(metrics["weight_norm"]):
-                        status, bad_step, cause = "diverged", step, "non-finite parameters"
-                        break
-                    if self.progress:
-                        self.progress(step, cfg.steps, metrics)
-                self._update(step)
-                self.step = step + 1
-                if len(self._losses) == LOSS_SYNC_EVERY and diverged(self.step):
-                    break
-                if self.progress:
-                    self.progress(self.step, cfg.steps, None)
-            else:
-                diverged(self.step)
+            ending = self._loop()
         except BaseException as err:
             if self.store is not None and self.run_id is not None:
                 aborted = isinstance(err, KeyboardInterrupt)
@@ -550,10 +324,59 @@ class Trainer:
             raise
         finally:
             restore_handler()
-        return self._finish(status, bad_step, cause)
+        return self._finish(*ending)
+
+    def _loop(self) -> Ending:
+        """The updates from the current step to ``cfg.steps``, with their checks and probes."""
+        cfg = self.cfg
+        self.model.train()
+        start = self.step
+        if start == 0:  # not on resume: the state already holds what happened at `start`
+            for cb in self.callbacks:
+                hook = getattr(cb, "on_train_start", None)
+                if hook is not None:
+                    hook(self)
+        for step in range(start, cfg.steps):
+            if self._stop_requested:
+                return "interrupted", None, None
+            ending = self._before_update(step, start)
+            if ending is not None:
+                return ending
+            self._update(step)
+            self.step = step + 1
+            if len(self._losses) == LOSS_SYNC_EVERY:
+                bad = self._first_bad_loss(self.step)
+                if bad is not None:
+                    return "diverged", bad, NONFINITE_LOSS
+            if self.progress:
+                self.progress(self.step, cfg.steps, None)
+        bad = self._first_bad_loss(self.step)
+        return ("finished", None, None) if bad is None else ("diverged", bad, NONFINITE_LOSS)
+
+    def _before_update(self, step: int, start: int) -> Ending | None:
+        """The checkpoint and the probe due before update `step` (each preceded by the loss
+        check); the ending if the run diverged."""
+        cfg = self.cfg
+        if (cfg.checkpoint_every and step > start and step % cfg.checkpoint_every == 0
+                and self.checkpoints_enabled):
+            bad = self._first_bad_loss(step)
+            if bad is not None:
+                return "diverged", bad, NONFINITE_LOSS
+            self.save_checkpoint()
+        if step in self._clock_set:
+            bad = self._first_bad_loss(step)
+            if bad is not None:
+                return "diverged", bad, NONFINITE_LOSS
+            metrics = self.measure()
+            self._record(metrics)
+            if not math.isfinite(metrics["weight_norm"]):
+                return "diverged", step, NONFINITE_PARAMS
+            if self.progress:
+                self.progress(step, cfg.steps, metrics)
+        return None
 
     def _update(self, step: int) -> None:
-        lr = self.cfg.lr * lr_factor(step, self.cfg)
+        lr = lr_at(self.cfg, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         xb, yb = self.batch(step)
@@ -573,8 +396,8 @@ class Trainer:
             self.projection.apply()
         if probe is not None:
             probe.after_step()
-        self.phys_time += lr
-        self.lam_time += lr * self.penalty.lam
+        self.phys_time, self.lam_time = advance(self.phys_time, self.lam_time, lr,
+                                                self.penalty.lam)
         self._losses.append(loss.detach())
         for cb in self.callbacks:
             hook = getattr(cb, "on_step_end", None)
@@ -588,7 +411,7 @@ class Trainer:
             final_rows = [(self.step, self.phys_time, k, float(v)) for k, v in metrics.items()]
             self.rows.extend(final_rows)
             if not math.isfinite(metrics["weight_norm"]):
-                status, bad_step, cause = "diverged", self.step, "non-finite parameters"
+                status, bad_step, cause = "diverged", self.step, NONFINITE_PARAMS
         if status == "interrupted" and self.checkpoints_enabled:
             self.save_checkpoint()
         history, summary = run_summary(self.rows, self.classification, self.step,
@@ -633,53 +456,3 @@ def train(config: Config | Mapping[str, Any] | None = None, *, store: RunStore |
     finally:
         if owned:
             st.close()
-
-
-def summarize(history: pd.DataFrame, classification: bool) -> dict[str, Any]:
-    """Final and best values of the main metrics (best = raw argmax of test accuracy)."""
-    if history.empty:
-        return {}
-    last = history.iloc[-1]
-    out: dict[str, Any] = {
-        "final_step": int(last["step"]),
-        "final_test_loss": _num(last.get("test_loss")),
-        "final_train_loss": _num(last.get("train_loss")),
-        "final_weight_norm": _num(last.get("weight_norm")),
-    }
-    if classification and "test_acc" in history:
-        acc = history["test_acc"].to_numpy(dtype=float)
-        best = int(np.nanargmax(acc)) if np.isfinite(acc).any() else len(acc) - 1
-        out.update({
-            "final_test_acc": _num(last["test_acc"]),
-            "final_train_acc": _num(last["train_acc"]),
-            "best_test_acc": _num(acc[best]),
-            "best_step": int(history["step"].iloc[best]),
-        })
-    else:
-        loss = history["test_loss"].to_numpy(dtype=float)
-        best = int(np.nanargmin(loss)) if np.isfinite(loss).any() else len(loss) - 1
-        out.update({"best_test_loss": _num(loss[best]),
-                    "best_step": int(history["step"].iloc[best])})
-    return out
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _wide(rows: list[tuple[int, float, str, float]]) -> pd.DataFrame:
-    if not rows:
-        return pd.DataFrame(columns=["step", "phys_time"])
-    long = pd.DataFrame(rows, columns=["step", "phys_time", "name", "value"])
-    return pivot_metrics(long, ["step"])
-
-
-def _versions() -> dict[str, str]:
-    import l2dynamics
-
-    return {"l2dynamics": l2dynamics.__version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
-            "platform": platform.platform()}

@@ -1,13 +1,12 @@
-"""Optimizers and learning-rate schedules.
+"""Optimizers.
 
 Optimizers are built with ``weight_decay=0``: L2 and decoupled decay belong to
-:class:`l2dynamics.l2.L2Penalty`, so λ means the same thing for every optimizer. Schedules are
-pure functions of the step (η_t = lr · factor(t)), so resuming a run needs no scheduler state.
+:class:`l2dynamics.l2.L2Penalty`, so λ means the same thing for every optimizer. The learning
+rate of each update is set by the loop from :func:`l2dynamics.train.clock.lr_at`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
@@ -31,24 +30,3 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Config) -> torch.
         return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                  weight_decay=0.0, **fused)
     raise AssertionError(f"unvalidated optimizer {cfg.optimizer!r}")
-
-
-def lr_factor(step: int, cfg: Config) -> float:
-    """Multiplier of ``cfg.lr`` for the update at `step` (0-based).
-
-    Linear warm-up over ``warmup_steps`` ((t+1)/W), then ``constant``; ``step``: × lr_gamma at
-    each milestone (fractions of ``steps``, e.g. 0.3/0.6/0.9 as in google/autol2); ``cosine``:
-    ½(1 + cos(π·u)) with u the fraction of the post-warm-up steps done.
-    """
-    warm = cfg.warmup_steps
-    if step < warm:
-        return (step + 1) / warm
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    if cfg.lr_schedule == "step":
-        passed = sum(step >= int(m * cfg.steps) for m in cfg.lr_milestones)
-        return cfg.lr_gamma**passed
-    if cfg.lr_schedule == "cosine":
-        u = (step - warm) / max(1, cfg.steps - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * u))
-    raise AssertionError(f"unvalidated lr_schedule {cfg.lr_schedule!r}")

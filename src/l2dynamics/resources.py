@@ -6,7 +6,8 @@ before anything is allocated, so they are estimated first and refused with a
 :class:`~l2dynamics.errors.ResourceError` that names the estimate, the limit and the knob to turn:
 
 - a run (:class:`~l2dynamics.train.Trainer`, ``members=1``) and a vectorized ensemble
-  (:class:`~l2dynamics.train.EnsembleTrainer`, ``members=K``): K × P × bytes × (parameters,
+  (:class:`~l2dynamics.train.EnsembleTrainer`, ``members=K``), estimated by
+  :func:`l2dynamics.train.footprint.run_memory` from the parts here: K × P × bytes × (parameters,
   gradients, optimizer state, one update temporary; + one copy while an ensemble stacks its
   members) plus K × batch × activations per example × bytes × 2 (kept for the backward pass,
   and their gradients), plus the metric history kept in memory (evaluation points × metrics);
@@ -37,8 +38,6 @@ from l2dynamics.errors import ConfigError, ResourceError
 
 MEMORY_ENV = "L2DYNAMICS_MEMORY_LIMIT"
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-_HISTORY_BYTES_PER_ROW = 150  # one (step, time, name, value) tuple kept by a run
-_CLOCK_BYTES_PER_POINT = 100  # one evaluation step while the clock is built (list + arrays)
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,8 @@ def activation_counts(model: nn.Module, input_shape: tuple[int, ...],
                       dtype: torch.dtype = torch.float32) -> tuple[int, int]:
     """(sum, max) over the leaf modules of `model` of the numbers in their output for one
     example, by a forward pass on its own device (no arithmetic for a weightless model on the
-    meta device, as :func:`run_memory` builds it); (0, 0) if that pass fails."""
+    meta device, as :func:`~l2dynamics.train.footprint.run_memory` builds it); (0, 0) if that
+    pass fails."""
     sizes: list[int] = []
     device = next((p.device for p in model.parameters()), torch.device("meta"))
 
@@ -211,61 +211,6 @@ def eval_points(steps: int, per_decade: int, every: int) -> int:
     return int(log_points + (steps // every + 1 if every > 0 else 0))
 
 
-def run_memory(cfg: Any, data: Any, *, members: int = 1,
-               stacked: bool = False) -> tuple[MemoryEstimate, MemoryEstimate]:
-    """(device part, host part) of the memory a run of `cfg` on `data` needs; `members` runs at
-    once for an ensemble (`stacked`: its members are built one by one, then stacked)."""
-    from l2dynamics.models import build_model
-
-    itemsize = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        model = build_model(cfg.model, input_shape=tuple(data.input_shape),
-                            num_outputs=data.num_outputs, width=cfg.width, depth=cfg.depth,
-                            activation=cfg.activation, bias=cfg.bias,
-                            parameterization=cfg.parameterization, weight_var=cfg.weight_var,
-                            bias_var=cfg.bias_var, norm=cfg.norm)
-    params = sum(p.numel() for p in model.parameters())
-    tensors = sum(1 for _ in model.parameters())
-    act_sum, act_max = activation_counts(model, tuple(data.input_shape))
-    n_train = int(data.x_train.shape[0])
-    batch = max(1, min(cfg.batch_size, n_train))
-    n_eval = max(min(cfg.eval_train_size or n_train, n_train), int(data.x_test.shape[0]))
-    eval_batch = max(1, min(cfg.eval_batch_size, n_eval))
-    states = 2 if cfg.optimizer in ("adam", "adamw") else int(cfg.momentum > 0)
-    copies = 3 + states + int(stacked)  # θ, ∇θ, one update temporary, optimizer state, stack
-    train_act = members * batch * act_sum * itemsize * 2
-    eval_act = (1 if stacked else members) * eval_batch * act_max * itemsize * 2
-    rows = 12 + (tensors if cfg.norms_per_tensor else 0) + (6 * tensors if cfg.norm_probes else 0)
-    points = eval_points(cfg.steps, cfg.eval_per_decade, cfg.eval_every)
-    history = members * points * (_CLOCK_BYTES_PER_POINT + rows * _HISTORY_BYTES_PER_ROW)
-    size = "a smaller width or depth"
-    if members > 1:
-        size += f", or fewer members per ensemble (now {members}; sweep --engine sequential)"
-    device = MemoryEstimate(
-        {"parameters and optimizer state": members * params * itemsize * copies,
-         "activations": max(train_act, eval_act)},
-        {"parameters and optimizer state": size,
-         "activations": "a smaller batch_size or eval_batch_size, or " + size.removeprefix("a ")})
-    host = MemoryEstimate(
-        {"metric history": history},
-        {"metric history": f"fewer evaluations ({points} now): a larger eval_every (0: the log "
-                           "clock only) or a smaller eval_per_decade"})
-    return device, host
-
-
-def check_run_memory(cfg: Any, data: Any, device: torch.device | str, *, members: int = 1,
-                     stacked: bool = False) -> None:
-    """Refuse (ResourceError) a run, or an ensemble of `members` runs, that cannot fit."""
-    on_device, on_host = run_memory(cfg, data, members=members, stacked=stacked)
-    what = f"an ensemble of {members} runs" if members > 1 else "this run"
-    dev = torch.device(device)
-    if dev.type == "cpu":
-        check_memory(merge(on_device, on_host), what=what, device=dev)
-        return
-    check_memory(on_device, what=f"{what} on {dev}", device=dev)
-    check_memory(on_host, what=what, device="cpu")
-
-
 def merge(*estimates: MemoryEstimate) -> MemoryEstimate:
     """One estimate with the parts of all of `estimates`."""
     parts: dict[str, int] = {}
@@ -277,5 +222,4 @@ def merge(*estimates: MemoryEstimate) -> MemoryEstimate:
 
 
 __all__ = ["MEMORY_ENV", "MemoryEstimate", "activation_counts", "available_memory",
-           "check_memory", "check_run_memory", "eval_points", "format_bytes", "kernel_memory",
-           "merge", "parse_bytes", "run_memory"]
+           "check_memory", "eval_points", "format_bytes", "kernel_memory", "merge", "parse_bytes"]

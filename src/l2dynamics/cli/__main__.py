@@ -1,0 +1,3 @@
+from l2dynamics.cli import main
+
+main()

@@ -1,0 +1,234 @@
+"""Study ``tstar`` (Lewkowycz & Gur-Ari 2020): the step of peak test accuracy scales as
+t* ≈ c/λ, and the accuracy curves collapse against λ·step.
+
+Runs a sweep (or a packaged paper config) through the store and judges, per learning rate, the
+slope of log t* against log λ (slope −1 expected; ``estimator`` of
+:mod:`l2dynamics.analysis.peak`), whether the accuracy peaks at t*, whether some λ > 0 beats
+λ = 0, whether the peak accuracy is flat in small λ, and whether the performance at t* hardly
+depends on λ. With ``split_by`` (e.g. ``norm``), each value of that grid key is analysed on its
+own (the CNN without and with BN). ``l2dynamics analyze tstar`` runs the same analysis on runs
+already in a store (:func:`analyze_store`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from l2dynamics.analysis.peak import ESTIMATORS
+from l2dynamics.analysis.verdicts import Claim, slope_claim, within_noise_claim
+from l2dynamics.config.constraints import Choice, PlainMapping, Real
+from l2dynamics.studies.base import LG, TEXT, Context, Figure, Study, param, table
+
+MINI_SWEEP = {
+    "name": "mini-tstar",
+    "base": {"dataset": "mnist1d", "n_train": 1000, "n_test": 4000, "model": "fc", "width": 128,
+             "depth": 2, "optimizer": "sgd", "lr": 0.5, "batch_size": 128,
+             "eval_per_decade": 20, "norms_per_tensor": False},
+    "grid": {"lam": [0.0, 1.4e-3, 2e-3, 2.8e-3, 4e-3, 5.6e-3], "seed": [0, 1]},
+    "budget": {"rule": "inverse_lam", "k": 16.0, "physical": True, "min_steps": 1000,
+               "max_steps": 20000},
+}
+MINI_TEXT = ("MNIST-1D (1 000 train / 4 000 test), 2×128 ReLU MLP, SGD η = 0.5, batch 128, "
+             "λ ∈ {0, 1.4e-3 … 5.6e-3} (factors of √2), 2 seeds, each λ run to 16/(ηλ) steps, "
+             "at most 20 000 (λ = 0: 20 000); t* = onset of the accuracy plateau")
+
+
+@dataclass
+class TstarParams:
+    sweep: dict[str, Any] = param(
+        MINI_SWEEP, PlainMapping('name: s, base: {}, grid: {lam: [0.001]}'),
+        "the sweep: name, base config, grid and budget (the format of `l2dynamics sweep`)")
+    config: str = param("", TEXT,
+                        "a packaged paper config to run instead of `sweep` (scaled by "
+                        "--steps-scale and --subset; needs --data-dir)")
+    estimator: str = param("onset", Choice(ESTIMATORS), "t* estimator")
+    split_by: str = param("", TEXT,
+                          "a grid key whose values are analysed separately (e.g. norm)")
+    train_threshold: float = param(0.99, Real(gt=0.0, le=1.0),
+                                   "a run fits its data when its training accuracy reaches this")
+    description: str = param(MINI_TEXT, TEXT, "what was run, for the report")
+
+
+@dataclass
+class TstarPart:
+    """The runs of one analysis: the per-run table of :func:`analysis.tstar.tstar_table` and
+    the seed-mean curves (None where not loaded)."""
+
+    label: str
+    table: Any
+    curves: Any = None
+
+
+@dataclass
+class TstarResult:
+    parts: list[TstarPart]
+    estimator: str
+    description: str
+    design: dict[str, Any] = field(default_factory=dict)
+
+
+def analyze_store(store: str | Path | None, ids: list[int] | None, *, estimator: str,
+                  train_threshold: float = 0.99, label: str = "", curves: bool = True,
+                  description: str = "", design: dict | None = None) -> TstarResult:
+    """A :class:`TstarResult` from finished runs in `store` (all, or `ids`)."""
+    from l2dynamics.analysis.tstar import seed_curves, tstar_table
+    from l2dynamics.errors import ConfigError
+    from l2dynamics.store import RunStore
+
+    with RunStore(store, create=False) as st:
+        runs = tstar_table(st, ids, train_threshold=train_threshold)
+        if runs.empty:
+            raise ConfigError("no finished classification runs with test accuracy in the store")
+        seed_means = seed_curves(st, runs) if curves else None
+    return TstarResult([TstarPart(label, runs, seed_means)], estimator,
+                       description or f"{len(runs)} stored runs", design or {})
+
+
+class TstarStudy(Study):
+    key = "tstar"
+    title = "t* ∝ 1/λ and the collapse"
+    paper = LG
+    Params = TstarParams
+
+    def run(self, params: TstarParams, ctx: Context) -> TstarResult:
+        from l2dynamics.studies.suite import paper_spec, paper_what
+
+        if params.config:
+            spec = paper_spec(ctx, params.config)
+            what = paper_what(ctx, params.description, params.config, spec)
+        else:
+            spec, what = dict(params.sweep), params.description
+        if not params.split_by:
+            parts = [self._part(ctx, spec, "", params)]
+            return TstarResult(parts, params.estimator, what, {"sweep": spec})
+        grid = dict(spec.get("grid", {}))
+        values = grid.pop(params.split_by, None)
+        if not values:
+            from l2dynamics.errors import ConfigError
+
+            raise ConfigError(f"split_by {params.split_by!r} is not a key of the sweep's grid")
+        parts, design = [], {}
+        for value in values:
+            part_spec = {**spec, "grid": grid, "name": f"{spec.get('name', 'tstar')}-{value}",
+                         "base": {**spec["base"], params.split_by: value}}
+            label = "(no BN) " if value == "none" else f"({str(value).upper()}) "
+            parts.append(self._part(ctx, part_spec, label, params))
+            design[str(value)] = part_spec
+        return TstarResult(parts, params.estimator, what, design)
+
+    @staticmethod
+    def _part(ctx: Context, spec: dict[str, Any], label: str, params: TstarParams
+              ) -> TstarPart:
+        from l2dynamics.analysis.tstar import seed_curves, tstar_table
+        from l2dynamics.store import RunStore
+        from l2dynamics.sweep import canonical, completed_runs, load_sweep, run_sweep
+
+        plan = load_sweep(spec)
+        configs = plan.configs()
+        ctx.log(f"{ctx.key}{label}: {len(configs)} runs")
+        result = run_sweep(plan, ctx.store, configs=configs, workers=ctx.workers)
+        if result.failed:
+            raise RuntimeError(f"{result.failed} runs failed: {result.errors[:2]}")
+        with RunStore(ctx.store) as st:
+            done = completed_runs(st)
+            ids = [done[canonical(c)] for c in configs if canonical(c) in done]
+            runs = tstar_table(st, ids, train_threshold=params.train_threshold)
+            curves = seed_curves(st, runs)
+        if runs.empty:
+            raise RuntimeError("no finished or diverged runs to analyse")
+        return TstarPart(label, runs, curves)
+
+    def claims(self, result: TstarResult) -> list[Claim]:
+        claims: list[Claim] = []
+        for part in result.parts:
+            claims += part_claims(part, result.estimator)
+        return claims
+
+    def figures(self, result: TstarResult, ctx: Context) -> list[Figure]:
+        from l2dynamics.analysis.tstar import tstar_fits, tstar_summary
+        from l2dynamics.report.figures import plot_collapse, plot_tstar
+
+        figs = []
+        for part in result.parts:
+            tag = part.label.strip(" ()").replace(" ", "_").replace("=", "")
+            name, label = (f"_{tag}" if tag else ""), part.label.strip()
+            est = result.estimator
+            summary = tstar_summary(part.table, estimator=est)
+            fits = tstar_fits(part.table, estimator=est)
+            figs.append(Figure(plot_tstar(part.table, summary, fits,
+                                          ctx.figure(f"tstar{name}.png"), estimator=est),
+                               f"{label} t* against λ (runs, seed means with CIs, the fit and a "
+                               "slope −1 guide) and the peak accuracy against λ".strip()))
+            if part.curves is not None and not part.curves.empty:
+                figs.append(Figure(plot_collapse(part.curves, ctx.figure(f"collapse{name}.png")),
+                                   f"{label} test accuracy against step, λ·step and λ·η·step: "
+                                   "the curves collapse in λ·step if t* ∝ 1/λ".strip()))
+        return figs
+
+    def tables(self, result: TstarResult) -> list[dict[str, Any]]:
+        from l2dynamics.analysis.tstar import tstar_summary
+
+        out = []
+        for part in result.parts:
+            summary = tstar_summary(part.table, estimator=result.estimator)
+            shown = summary[["lr", "lam", "seeds", "tstar", "tstar_low", "tstar_high", "c",
+                             "peak_acc", "all_fit_train", "any_peak_at_end"]]
+            out.append(table(f"{part.label}t* and peak accuracy per λ".strip(), shown))
+        return out
+
+    def data(self, result: TstarResult) -> dict[str, Any]:
+        from l2dynamics.analysis.tstar import tstar_fits, tstar_summary, tstar_verdict
+
+        out: dict[str, Any] = {}
+        est = result.estimator
+        for part in result.parts:
+            tag = part.label.strip(" ()").replace(" ", "_").replace("=", "")
+            name = f"_{tag}" if tag else ""
+            out[f"tstar_runs{name}"] = part.table
+            out[f"tstar_summary{name}"] = tstar_summary(part.table, estimator=est)
+            out[f"tstar_fits{name}"] = tstar_fits(part.table, estimator=est)
+            out[f"tstar_verdict{name}"] = tstar_verdict(part.table, estimator=est)
+            if part.curves is not None:
+                out[f"tstar_curves{name}"] = part.curves
+        return out
+
+
+def part_claims(part: TstarPart, estimator: str) -> list[Claim]:
+    """The t* claims of one set of runs (a runs table as :func:`tstar_table` makes it)."""
+    from l2dynamics.analysis.tstar import tstar_fits, tstar_summary, tstar_verdict
+
+    label, runs = part.label, part.table
+    summary = tstar_summary(runs, estimator=estimator)
+    fits = tstar_fits(runs, estimator=estimator)
+    verdict = tstar_verdict(runs, estimator=estimator)
+    claims = []
+    for fit in fits.to_dict(orient="records"):
+        c = slope_claim(f"{label}t* ∝ 1/λ (slope −1 of log t* vs log λ, η = {fit['lr']:g})",
+                        {**fit, "points": fit.get("used", 0)}, -1.0)
+        c.measured += f"; c·η = λ·η·t* = {fit['c_eta']:.3g}"
+        claims.append(c)
+    for row in verdict.to_dict(orient="records")[len(fits):]:
+        word = str(row["holds"])
+        claims.append(Claim(label + row["claim"], row["measured"],
+                            "holds" if word == "yes" else "undetermined"
+                            if word.startswith("undetermined") else "does not hold"))
+    fitting = runs[(runs["lam"] > 0) & runs["fits_train"]]
+    if len(fitting):
+        falls = int((~fitting["censored_smoothed"]).sum())
+        claims.append(Claim(
+            f"{label}test accuracy peaks at t* (the smoothed accuracy falls ≥ 0.01 after its "
+            "maximum inside the budget)",
+            f"{falls} of {len(fitting)} fitting runs (λ > 0) show such a peak",
+            "holds" if falls > len(fitting) / 2 else "does not hold"))
+    positive = summary[(summary["lam"] > 0) & summary["all_fit_train"]]
+    if len(positive) >= 2:
+        spread = float(positive["peak_acc"].max() - positive["peak_acc"].min())
+        noise = float(positive["test_noise_se"].mean())
+        c = within_noise_claim(
+            f"{label}performance at t* hardly depends on λ (peak accuracies of the λ that fit "
+            "their data within 3 test-noise SE of each other)", spread, noise, 3.0)
+        c.measured = c.measured.replace("; ", f" over {len(positive)} λ; ", 1)
+        claims.append(c)
+    return claims

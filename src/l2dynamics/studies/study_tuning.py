@@ -1,0 +1,132 @@
+"""Study ``tuning`` (Lewkowycz & Gur-Ari 2020): the best λ for a budget from one short run, and
+AutoL2, against a grid search over constant λ.
+
+The machinery is :func:`l2dynamics.studies.tuning.run_tuning_task` (grid, the one-short-run
+prediction, the EMA-timescale rule, AutoL2 variants and, optionally, Optuna). Claims: the
+predicted λ reaches the grid's best final accuracy, and each AutoL2 variant does, within
+max(2 SE of the grid's best, 0.5 points).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from l2dynamics.analysis.verdicts import Claim
+from l2dynamics.config.constraints import Bool, Floats, Int, Ints, PlainMapping, Real
+from l2dynamics.studies.base import LG, TEXT, Context, Figure, Study, param, table
+
+MINI_BASE = {"dataset": "mnist1d", "n_train": 500, "n_test": 2000, "model": "fc", "width": 64,
+             "depth": 2, "lr": 0.2, "batch_size": 128, "norms_per_tensor": False,
+             "eval_per_decade": 10}
+
+
+@dataclass
+class TuningParams:
+    base: dict[str, Any] = param(MINI_BASE, PlainMapping('lr: 0.1'),
+                                 "the run config (flat keys) without λ, seed, steps")
+    budget: int = param(1500, Int(ge=1), "steps of every full run, T", unit="steps")
+    grid: tuple[float, ...] = param((1e-3, 4e-3, 1.6e-2, 6.4e-2), Floats(Real(gt=0)),
+                                    "λ grid (λ = 0 is added)")
+    seeds: tuple[int, ...] = param((0, 1), Ints(Int(ge=0)), "seeds of every method")
+    evals: int = param(15, Int(ge=1), "evaluations spread evenly over each run")
+    optuna: bool = param(False, Bool(), "also run Optuna TPE (needs optuna)")
+    autol2_variants: dict[str, Any] = param(
+        {"AutoL2 (paper rule)": {}}, PlainMapping("'paper rule': {}"),
+        "AutoL2 variants: name → config overrides")
+    name: str = param("mini", TEXT, "the task's name (in logs and caches)")
+    description: str = param(
+        "MNIST-1D (500 train), 2×64 MLP, SGD η = 0.2, T = 1 500", TEXT,
+        "what was run, for the report")
+
+
+@dataclass
+class TuningResult:
+    res: dict[str, Any]  # run_tuning_task's result
+    variants: list[str]
+    description: str
+    design: dict[str, Any] = field(default_factory=dict)
+
+
+class TuningStudy(Study):
+    key = "tuning"
+    title = "λ from one short run, and AutoL2"
+    paper = LG
+    Params = TuningParams
+
+    def run(self, params: TuningParams, ctx: Context) -> TuningResult:
+        from l2dynamics.studies.tuning import TuningTask, run_tuning_task
+
+        if params.optuna:
+            try:
+                import optuna as _  # noqa: F401
+            except ImportError:
+                from l2dynamics.errors import ConfigError
+
+                raise ConfigError("optuna=true needs the optuna package (pip install optuna)"
+                                  ) from None
+        task = TuningTask(params.name, dict(params.base), params.budget, grid=params.grid,
+                          seeds=params.seeds, evals=params.evals,
+                          description=params.description)
+        res = run_tuning_task(task, ctx.store, workers=ctx.workers, use_optuna=params.optuna,
+                              autol2_variants=dict(params.autol2_variants),
+                              cache_dir=ctx.store.parent / "tuning_cache", log=ctx.log)
+        return TuningResult(res, list(params.autol2_variants), params.description,
+                            {"task": dict(params.base), "budget": params.budget,
+                             "grid": list(params.grid), "seeds": list(params.seeds)})
+
+    def claims(self, result: TuningResult) -> list[Claim]:
+        return tuning_claims(result.res, result.variants)
+
+    def figures(self, result: TuningResult, ctx: Context) -> list[Figure]:
+        from l2dynamics.report.figures import plot_tuning
+
+        return [Figure(plot_tuning(result.res, ctx.figure("tuning.png")),
+                       "final accuracy against λ (grid) with each method's λ; AutoL2's curves")]
+
+    def tables(self, result: TuningResult) -> list[dict[str, Any]]:
+        import pandas as pd
+
+        rows = pd.DataFrame([{"method": m["name"],
+                              "λ": ", ".join(f"{x:.3g}" for x in m["lams"]),
+                              "final test acc": m["mean"], "SE": m["se"]}
+                             for m in result.res["methods"]])
+        return [table("methods", rows)]
+
+    def data(self, result: TuningResult) -> dict[str, Any]:
+        return {"tuning": result.res}
+
+
+def tuning_claims(res: dict[str, Any], variants: list[str]) -> list[Claim]:
+    """The prediction and AutoL2 claims of a :func:`run_tuning_task` result."""
+    methods = {m["name"]: m for m in res["methods"]}
+    grid = methods["grid best"]
+    tol = max(2 * grid["se"] if math.isfinite(grid["se"]) else 0.0, 0.005)
+    claims = []
+    pred = res["prediction"]
+    pred_methods = [m for m in res["methods"] if m["name"] in res["predictions"]]
+    if pred["ok"] and pred_methods:
+        m = pred_methods[0]
+        gap = grid["mean"] - m["mean"]
+        claims.append(Claim(
+            f"λ predicted from one short run matches the grid's best (gap ≤ max(2 SE, 0.5 "
+            f"points) = {100 * tol:.2f} points)",
+            f"λ_pred {pred['lam']:.3g} vs grid best {res['best_lam']:.3g}: {m['mean']:.4f} vs "
+            f"{grid['mean']:.4f} ({100 * gap:+.2f} points) at {pred['compute_fraction']:.2f} "
+            "runs' compute", "holds" if gap <= tol else "does not hold",
+            f"λ_pred interval [{pred['lam_low']:.3g}, {pred['lam_high']:.3g}]"))
+    else:
+        claims.append(Claim("λ predicted from one short run matches the grid's best",
+                            f"no prediction: {pred.get('message', '')}", "undetermined"))
+    for name in variants:
+        auto = methods.get(name)
+        if auto is None:
+            continue
+        gap = grid["mean"] - auto["mean"]
+        label = name if name.lower().startswith("autol2") else f"AutoL2 ({name})"
+        claims.append(Claim(
+            f"{label} reaches the best constant λ's accuracy (gap ≤ {100 * tol:.2f} points)",
+            f"{auto['mean']:.4f} vs {grid['mean']:.4f} ({100 * gap:+.2f} points)",
+            "holds" if gap <= tol else "does not hold"))
+    return claims

@@ -1,0 +1,149 @@
+"""What a run is made of before its first update, a pure function of its config.
+
+A run's device, data, initial model, batch order, augmentation stream, evaluation subset and
+training forward pass are defined once here, so that a member of a vectorized ensemble
+(:mod:`l2dynamics.train.ensemble`) is the same run as a lone
+:class:`~l2dynamics.train.loop.Trainer`, number for number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from l2dynamics.config import Config
+from l2dynamics.data import Dataset, load_dataset
+from l2dynamics.errors import ConfigError
+from l2dynamics.losses import make_loss
+from l2dynamics.models.from_config import config_model
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" picks CUDA when available, else CPU; an unavailable device is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but no CUDA device is available; use device=cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps' but MPS is not available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def _stream_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed for a named random stream, e.g. (seed, epoch, purpose)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0]
+               >> np.uint64(1))
+
+
+_BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM = 1, 2, 3
+
+
+def batch_layout(cfg: Config, data: Dataset, device: torch.device
+                 ) -> tuple[int, bool, int, torch.Tensor, torch.Tensor]:
+    """(batch size, full batch?, steps per epoch, eval x, eval y) of a run: the batch is capped
+    at the training set, and the training metrics use the fixed ``eval_train_size`` subset."""
+    n = data.x_train.shape[0]
+    batch_size = min(cfg.batch_size, n)
+    idx = eval_subset(n, cfg.eval_train_size, cfg.data_seed)
+    if idx is not None:
+        idx = idx.to(device)
+        eval_x, eval_y = data.x_train[idx], data.y_train[idx]
+    else:
+        eval_x, eval_y = data.x_train, data.y_train
+    return batch_size, batch_size == n, n // batch_size, eval_x, eval_y
+
+
+def run_setup(cfg: Config, dataset: Dataset | None = None
+              ) -> tuple[torch.device, torch.dtype, Dataset, Callable[..., torch.Tensor]]:
+    """Device, dtype, data (`dataset` if given, else loaded) and training loss of a run —
+    what every engine sets up first."""
+    device = resolve_device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    data = dataset if dataset is not None else load_run_data(cfg, device, dtype)
+    return device, dtype, data, make_loss(cfg.loss, data.task, data.num_outputs)
+
+
+def load_run_data(cfg: Config, device: torch.device, dtype: torch.dtype) -> Dataset:
+    """The dataset `cfg` trains on, on `device` in `dtype` (shared by runs that differ only in
+    seed, λ, η or steps: the data depend on ``data_seed``, never on ``seed``)."""
+    return load_dataset(
+        cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, data_dir=cfg.data_dir,
+        download=cfg.download, seed=cfg.data_seed, device=device, dtype=dtype,
+        augment=cfg.augment, normalize=cfg.normalize, **cfg.data_options)
+
+
+def init_model(cfg: Config, data: Dataset, device: torch.device,
+               dtype: torch.dtype) -> torch.nn.Module:
+    """The model of `cfg` at initialization: built on the CPU under ``torch.manual_seed(seed)``
+    in a forked RNG (the global stream is left untouched), then moved to `device` and `dtype`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = config_model(cfg, data.input_shape, data.num_outputs)
+    return model.to(device=device, dtype=dtype)
+
+
+class TrainingForward:
+    """The training forward pass of a run with its speed options (``autocast``, ``compile``).
+
+    ``forward(x)`` calls the model, compiled with ``torch.compile(mode=cfg.compile)`` when asked
+    (the eager model stays the one evaluated, checkpointed and probed; both share parameters);
+    ``with forward.autocast():`` lowers float32 operations to bfloat16 when ``autocast='bf16'``.
+    Parameters, gradients, optimizer state and the L2 term stay in ``cfg.dtype``. Under
+    ``compile='reduce-overhead'`` (CUDA graphs) each call starts a new graph step, so a loss
+    kept from an earlier update is never overwritten by a later replay.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, device: torch.device):
+        self.model = model
+        self.device_type = device.type
+        self.dtype = torch.bfloat16 if cfg.autocast == "bf16" else None
+        self.mode = cfg.compile
+        self.compiled: Any = None
+        if cfg.compile != "none":
+            mode = None if cfg.compile == "default" else cfg.compile
+            self.compiled = torch.compile(model, mode=mode)
+
+    def autocast(self) -> Any:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is None:
+            return self.model(x)
+        if self.mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(x)
+
+
+def speed_options(model: torch.nn.Module, cfg: Config, device: torch.device) -> TrainingForward:
+    """Apply ``channels_last`` to `model` in place and return its :class:`TrainingForward`."""
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)  # 4-d weights only; others unchanged
+    return TrainingForward(model, cfg, device)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order (CPU int64 indices into the training set) in which run `seed` visits the `n`
+    training examples in `epoch`; update t uses slot t mod steps_per_epoch of epoch
+    t // steps_per_epoch."""
+    g = torch.Generator().manual_seed(_stream_seed(seed, epoch, _BATCH_STREAM))
+    return torch.randperm(n, generator=g)
+
+
+def augment_generator(seed: int, step: int) -> torch.Generator:
+    """The CPU generator that draws the augmentation of run `seed`'s batch at update `step`."""
+    return torch.Generator().manual_seed(_stream_seed(seed, step, _AUGMENT_STREAM))
+
+
+def eval_subset(n: int, size: int, data_seed: int) -> torch.Tensor | None:
+    """CPU indices of the fixed training subset the train metrics are taken on (a function of
+    ``data_seed`` only), or None when `size` is 0 or covers the `n` examples."""
+    if not size or size >= n:
+        return None
+    g = torch.Generator().manual_seed(_stream_seed(data_seed, _EVAL_STREAM))
+    return torch.randperm(n, generator=g)[:size]

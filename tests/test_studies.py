@@ -1,0 +1,269 @@
+"""A study is one unit: declared parameters, the registry, the suites, and each study's verdict
+rules judged on synthetic results (no training), with controls that must say yes and no."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from l2dynamics.analysis.verdicts import (
+    Claim,
+    ratio_claim,
+    slope_claim,
+    test_noise_se,
+    within_noise_claim,
+)
+from l2dynamics.cli import app
+from l2dynamics.config.constraints import Choice, Floats, Int, PlainMapping, Real
+from l2dynamics.errors import ConfigError
+from l2dynamics.studies.base import describe_params, make_params, param, parse_sets
+from l2dynamics.studies.registry import STUDIES, get_study
+from l2dynamics.studies.suite import SUITES, load_suite, resolve_study
+
+runner = CliRunner()
+
+# --- parameters -------------------------------------------------------------------------------
+
+
+@dataclass
+class P:
+    n: int = param(3, Int(ge=1), "a count")
+    rate: float = param(0.5, Real(gt=0, le=1), "a rate")
+    mode: str = param("a", Choice(("a", "b")), "a mode")
+    lams: tuple[float, ...] = param((1.0, 2.0), Floats(Real(gt=0)), "a grid")
+    base: dict = param({"x": {"y": 1}}, PlainMapping('lr: 0.1'), "a mapping")
+    cap: int | None = param(None, Int(ge=1, optional=True), "an optional cap")
+
+
+def test_make_params_validates_against_the_declarations():
+    p = make_params(P, {"n": 5, "lams": "0.1, 0.2", "base.x.y": 2, "base.z": 3, "cap": 4})
+    assert (p.n, p.lams, p.base, p.cap) == (5, (0.1, 0.2), {"x": {"y": 2}, "z": 3}, 4)
+    assert P().base == {"x": {"y": 1}}  # defaults are copied, never shared or mutated
+    for overrides, fragment in (({"m": 1}, "unknown parameter 'm'"),
+                                ({"mdoe": "a"}, "did you mean 'mode'"),
+                                ({"n": 0}, "n must be >= 1"),
+                                ({"n": 1.5}, "n must be an integer"),
+                                ({"rate": 2}, "rate must be <= 1"),
+                                ({"rate": float("nan")}, "rate must be a finite number"),
+                                ({"mode": "c"}, "use one of: a, b"),
+                                ({"lams": [1.0, -1.0]}, "lams must be > 0"),
+                                ({"base": 3}, "base must be a mapping"),
+                                ({"n.x": 1}, "n is not a mapping"),
+                                ({"cap": 0}, "cap must be >= 1")):
+        with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+            make_params(P, overrides)
+
+
+def test_parse_sets_reads_yaml_values():
+    assert parse_sets(["a=1", "b=[1, 2]", "c.d=x", "e=1.5e-3"]) == \
+        {"a": 1, "b": [1, 2], "c.d": "x", "e": 1.5e-3}
+    assert make_params(P, parse_sets(["rate=1e-3"])).rate == 1e-3  # YAML reads "1e-3" as text
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_sets(["novalue"])
+
+
+def test_describe_params_lists_type_default_constraint_and_help():
+    rows = {r["key"]: r for r in describe_params(P)}
+    assert rows["n"]["allowed"] == ">= 1" and rows["n"]["help"] == "a count"
+    assert rows["mode"]["allowed"] == "one of a, b"
+    assert rows["lams"]["type"] == "list[float]" and rows["cap"]["allowed"] == ">= 1 or null"
+
+
+@pytest.mark.parametrize("key", list(STUDIES))
+def test_every_study_refuses_the_invalid_values_its_declarations_name(key):
+    """The bad values are drawn from each parameter's declared constraint: a new parameter
+    is tested by declaring it."""
+    from l2dynamics.studies.base import invalid_params
+
+    study = get_study(key)
+    drawn = invalid_params(study.Params)
+    assert {name for name, _, _ in drawn} == {r["key"] for r in describe_params(study.Params)}
+    for name, value, says in drawn:
+        with pytest.raises(ConfigError) as caught:
+            make_params(study.Params, {name: value})
+        assert says in str(caught.value), (name, value, str(caught.value))
+
+
+# --- registry and suites ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(STUDIES))
+def test_every_registered_study_loads_and_its_defaults_validate(key):
+    study = get_study(key)
+    assert study.key == key and study.title and study.paper
+    make_params(study.Params)
+    assert all(r["help"] for r in describe_params(study.Params)), "every parameter has help"
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_suite_entry_names_a_study_and_valid_params(suite):
+    spec = load_suite(suite)
+    assert spec.entries and len(set(spec.keys())) == len(spec.keys())
+    for entry in spec.entries:
+        key, study, params = resolve_study(entry.key, suite)
+        assert key == entry.key and study.key == entry.study
+        for name, value in entry.params.items():
+            assert getattr(params, name) == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_resolve_study_prefers_the_registry_then_the_suites():
+    key, study, params = resolve_study("theory")
+    assert study.key == "theory" and params.widths == (256, 1024, 2048)  # the study's defaults
+    key, study, params = resolve_study("theory", "mini")
+    assert params.widths == (64, 512)  # the mini suite's entry
+    key, study, params = resolve_study("cnn_tstar")
+    assert (key, study.key, params.split_by) == ("cnn_tstar", "tstar", "norm")
+    with pytest.raises(ConfigError, match="did you mean 'tstar'"):
+        resolve_study("tsar")
+    with pytest.raises(ConfigError, match="suite 'mini' has no study 'wrn_tstar'"):
+        resolve_study("wrn_tstar", "mini")
+
+
+def test_cli_study_errors_are_one_line_and_studies_lists_parameters(tmp_path):
+    bad = runner.invoke(app, ["study", "tstar", "--set", "estimatr=onset", "--out",
+                              str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "did you mean 'estimator'" in bad.output
+    assert not (tmp_path / "x").exists()
+    shown = runner.invoke(app, ["studies", "tstar"])
+    assert shown.exit_code == 0 and "estimator" in shown.output and "onset" in shown.output
+    listed = runner.invoke(app, ["studies"])
+    assert listed.exit_code == 0 and "paper:cnn_tstar" in listed.output
+
+
+# --- shared verdict rules -----------------------------------------------------------------------
+
+
+def test_test_noise_se_is_the_binomial_standard_error():
+    assert test_noise_se(0.9, 10_000) == pytest.approx(0.003)
+    assert math.isnan(test_noise_se(0.9, None)) and math.isnan(test_noise_se(0.9, 0))
+
+
+def test_slope_claim_holds_only_when_the_interval_excludes_zero():
+    assert slope_claim("c", {"slope": -1.0, "ci_low": -1.2, "ci_high": -0.8, "points": 6},
+                       -1.0).verdict == "holds"
+    assert slope_claim("c", {"slope": 0.0, "ci_low": -0.2, "ci_high": 0.2, "points": 6},
+                       -1.0).verdict == "does not hold"
+    assert slope_claim("c", {"slope": -0.5, "ci_low": -1.5, "ci_high": 0.5, "points": 6},
+                       -1.0).verdict == "undetermined"
+    assert slope_claim("c", {"slope": math.nan, "used": 1}, -1.0).verdict == "undetermined"
+
+
+def test_noise_and_ratio_claims():
+    assert within_noise_claim("c", 0.004, 0.003, 2.0).verdict == "holds"
+    assert within_noise_claim("c", 0.01, 0.003, 2.0).verdict == "does not hold"
+    assert within_noise_claim("c", 0.01, math.nan, 2.0).verdict == "undetermined"
+    assert ratio_claim("c", [1.01, 0.98], 0.05).verdict == "holds"
+    assert ratio_claim("c", [1.01, 1.2], 0.05).verdict == "does not hold"
+    with pytest.raises(ValueError, match="verdict"):
+        Claim("c", "m", "maybe")
+
+
+# --- each study's claims on synthetic results ---------------------------------------------------
+
+
+def _tstar_runs(tstar_of_lam, lams=(1e-3, 2e-3, 4e-3, 8e-3), seeds=(0, 1, 2), lr=0.1,
+                peak=lambda lam: 0.9, jitter=0.03):
+    """A runs table as `analysis.tstar.tstar_table` makes it, with t* given per λ."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for lam in (0.0, *lams):
+        for seed in seeds:
+            t = tstar_of_lam(lam) * math.exp(jitter * rng.standard_normal()) if lam else 5e4
+            row = {"run_id": len(rows), "status": "finished", "lam": lam, "lr": lr,
+                   "momentum": 0.0, "seed": seed, "steps": 10 * t, "fits_train": True,
+                   "peak_acc": peak(lam) + 0.002 * rng.standard_normal(),
+                   "test_noise_se": 0.003, "peak_at_end": False}
+            for name in ("raw", "smoothed", "onset"):
+                row.update({f"tstar_{name}": t, f"c_{name}": lam * t, f"c_eta_{name}": lam * lr * t,
+                            f"censored_{name}": lam == 0})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_tstar_claims_say_yes_for_an_inverse_law_and_no_for_a_constant():
+    from l2dynamics.studies.study_tstar import TstarPart, part_claims
+
+    law = part_claims(TstarPart("", _tstar_runs(lambda lam: 30.0 / (0.1 * lam))), "smoothed")
+    flat = part_claims(TstarPart("", _tstar_runs(lambda lam: 2000.0)), "smoothed")
+    slope = {c.claim.split(" (")[0]: c for c in law}
+    assert slope["t* ∝ 1/λ"].verdict == "holds"
+    assert "c·η = λ·η·t* = 30" in slope["t* ∝ 1/λ"].measured
+    assert {c.claim.split(" (")[0]: c for c in flat}["t* ∝ 1/λ"].verdict == "does not hold"
+    hardly = [c for c in law if c.claim.startswith("performance at t*")][0]
+    assert hardly.verdict == "holds"
+    varying = part_claims(TstarPart("", _tstar_runs(lambda lam: 30.0 / (0.1 * lam),
+                                                    peak=lambda lam: 0.9 - 10 * lam)),
+                          "smoothed")
+    assert [c for c in varying if c.claim.startswith("performance at t*")][0].verdict == \
+        "does not hold"
+
+
+def test_equilibrium_and_projection_claims():
+    from l2dynamics.studies.study_norm_equilibrium import equilibrium_claims
+    from l2dynamics.studies.study_norm_projection import projection_claim
+
+    table = pd.DataFrame({"case": ["sgd", "sgd", "adamw"], "tensor": ["a", "b", "a"],
+                          "norm_ratio": [1.01, 0.97, 0.80], "angle_ratio": [1.0, 1.01, 0.99]})
+    verdicts = {c.claim: c.verdict for c in equilibrium_claims(table)}
+    assert verdicts["sgd: equilibrium ‖w‖ within 5 % of the prediction"] == "holds"
+    assert verdicts["adamw: equilibrium ‖w‖ within 5 % of the prediction"] == "does not hold"
+    assert verdicts["adamw: RMS angular update within 2 % of the prediction"] == "holds"
+
+    def frame(errors):
+        lams = [0.0, 1e-3, 1e-2, 1e-1]
+        return pd.DataFrame({"mode": "projected", "lam": lams, "seed": 0,
+                             "test_error": errors})
+    # SE at error 0.3 on 2 000 test points is 0.0102: a range of 0.01 holds, 0.05 does not
+    assert projection_claim(frame([0.30, 0.31, 0.30, 0.6]), 2000).verdict == "holds"
+    assert projection_claim(frame([0.30, 0.35, 0.30, 0.6]), 2000).verdict == "does not hold"
+
+
+def test_grid_tuning_bridge_traces_and_theory_claims():
+    from l2dynamics.studies.study_norm_bridge import bridge_claims
+    from l2dynamics.studies.study_norm_grid import grid_claims
+    from l2dynamics.studies.study_norm_traces import traces_claims
+    from l2dynamics.studies.study_theory import theory_claims
+    from l2dynamics.studies.study_tuning import tuning_claims
+
+    fit = {"p": 0.5, "q": 0.5, "n": 9, "p_holds": True, "q_holds": True,
+           "ci_p": [0.4, 0.6], "ci_q": [0.4, 0.6]}
+    r2 = {"predicted_combination": 0.9, "lr_alone": 0.3, "lam_alone": 0.2}
+    assert [c.verdict for c in grid_claims("sgd", {"fit_gbar_normalized": fit,
+                                                   "collapse_r2": r2})] == ["holds", "holds"]
+    assert [c.verdict for c in grid_claims("adam", {"fit_gbar_normalized": {
+        **fit, "q_holds": False}, "collapse_r2": {**r2, "lr_alone": 0.95}})] == \
+        ["does not hold", "does not hold"]
+
+    grid = {"name": "grid best", "mean": 0.90, "se": 0.002, "lams": [1e-3]}
+    res = {"methods": [grid, {"name": "prediction λ_pred", "mean": 0.899, "se": 0.0,
+                              "lams": [1e-3]},
+                       {"name": "AutoL2 (paper rule)", "mean": 0.85, "se": 0.0, "lams": []}],
+           "predictions": ["prediction λ_pred"], "best_lam": 1e-3,
+           "prediction": {"ok": True, "lam": 1e-3, "lam_low": 5e-4, "lam_high": 2e-3,
+                          "compute_fraction": 0.3}}
+    verdicts = [c.verdict for c in tuning_claims(res, ["AutoL2 (paper rule)"])]
+    assert verdicts == ["holds", "does not hold"]
+    res["prediction"] = {"ok": False, "message": "under-fits"}
+    assert tuning_claims(res, [])[0].verdict == "undetermined"
+
+    part = {"fit": {"slope": -1.0, "ci_low": -1.3, "ci_high": -0.7, "used": 4}}
+    none = {"fit": {"slope": math.nan, "used": 1}}
+    assert [c.verdict for c in bridge_claims({"norms": {"none": part, "bn": none}})] == \
+        ["holds", "undetermined"]
+
+    runs = [{"tensor": "w", "lam": 0.0, "step": [10.0], "norm": [1.02], "pred_norm": [1.0]},
+            {"tensor": "w", "lam": 0.01, "step": [10.0], "norm": [1.3], "pred_norm": [1.0]}]
+    assert [c.verdict for c in traces_claims({"runs": runs})] == ["holds", "does not hold"]
+
+    fits = pd.DataFrame([{"time": "t_peak", "range": "all λ", "slope": -1.0, "ci_low": -1.1,
+                          "ci_high": -0.9, "points": 5}])
+    verdict = pd.DataFrame([{"width": 64, "time": "accuracy peak",
+                             "network": "slope -1.0 [-1.2, -0.8], 3 runs: ∝ 1/λ"}])
+    comparisons = pd.DataFrame({"width": [64, 512], "loss_rel_err_lazy_max": [0.2, 0.3]})
+    claims = theory_claims(fits, verdict, comparisons, {"t_peak": "accuracy peak"})
+    assert [c.verdict for c in claims] == ["holds", "holds", "does not hold"]
