@@ -41,6 +41,9 @@ def commands(data_dir: str) -> dict[str, list[str]]:
     return {
         "import torch": [sys.executable, "-c", "import torch"],
         "import l2dynamics": [sys.executable, "-c", "import l2dynamics"],
+        # what a user who trains pays: the engine and its imports (torch included)
+        "from l2dynamics import Trainer": [sys.executable, "-c",
+                                           "from l2dynamics import Trainer"],
         "l2dynamics --help": _cli("--help"),
         "l2dynamics keys": _cli("keys"),
         "l2dynamics datasets": _cli("datasets", "--data-dir", data_dir),

@@ -267,3 +267,14 @@ def test_grid_tuning_bridge_traces_and_theory_claims():
     comparisons = pd.DataFrame({"width": [64, 512], "loss_rel_err_lazy_max": [0.2, 0.3]})
     claims = theory_claims(fits, verdict, comparisons, {"t_peak": "accuracy peak"})
     assert [c.verdict for c in claims] == ["holds", "holds", "does not hold"]
+
+
+@pytest.mark.parametrize("key", ["tstar", "convnet4_projection"])
+def test_a_study_without_its_data_is_refused_before_anything_is_written(tmp_path, key):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["study", key, "--suite", "paper", "--data-dir",
+                                 str(tmp_path / "nodata"), "--out", str(out)])
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(errors) == 1 and "expected file" in errors[0]  # after at most a progress line
+    assert not out.exists()

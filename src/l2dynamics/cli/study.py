@@ -49,9 +49,10 @@ def drive(study: Any, params: Any, *, key: str, out_dir: Path, store: Path | Non
     if workers < 1:
         raise ConfigError(f"--workers must be ≥ 1, got {workers}")
     store = store if store is not None else out_dir / "runs.sqlite"
-    store.parent.mkdir(parents=True, exist_ok=True)
-    open_store(store)  # an unusable --store: one line, exit 2, before any run starts
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if store.exists():
+        open_store(store)  # an unusable --store: one line, exit 2, before any run starts
+    # nothing is written before the study has checked its inputs (the store and the figure
+    # folders are created when the first run or figure needs them)
     ctx = Context(out_dir, store, key=key, suite=suite, workers=workers, data_dir=data_dir,
                   steps_scale=steps_scale, subset=subset, fast=fast, log=log)
     outcome = execute(study, params, ctx)

@@ -59,11 +59,14 @@ import math
 import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from torch import nn
 from torch.func import functional_call
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from l2dynamics.errors import ConfigError
 from l2dynamics.losses import LossFn
@@ -133,6 +136,8 @@ class ScaleReport:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per tensor (index: name), the `TensorScale` fields as columns."""
+        import pandas as pd
+
         rows = [dict(vars(t)) for t in self.tensors.values()]
         cols = list(TensorScale.__dataclass_fields__)
         return pd.DataFrame(rows, columns=cols).set_index("name")

@@ -27,9 +27,10 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from l2dynamics.errors import StoreError
 
@@ -290,6 +291,8 @@ class RunStore:
     def series(self, run_ids: Sequence[int] | None = None,
                names: Sequence[str] | None = None) -> pd.DataFrame:
         """Long-format metric rows: run_id, name, step, phys_time, value."""
+        import pandas as pd
+
         query, args, clauses = "SELECT run_id, name, step, phys_time, value FROM series", [], []
         if run_ids is not None:
             clauses.append(f"run_id IN ({','.join('?' * len(run_ids))})")
@@ -360,6 +363,8 @@ def _process_gone(record: dict[str, Any]) -> bool:
 def load_runs(store: str | os.PathLike | RunStore | None = None, *, status: str | None = None,
               ids: Sequence[int] | None = None) -> pd.DataFrame:
     """One row per run: store columns, summary metrics, and every config key as a column."""
+    import pandas as pd
+
     with _open(store) as st:
         records = st.list_runs(status=status, ids=ids)
     rows = []
@@ -386,6 +391,8 @@ def load_series(store: str | os.PathLike | RunStore | None = None, *,
 
 def pivot_metrics(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Long (keys…, phys_time, name, value) rows → one row per key with a column per metric."""
+    import pandas as pd
+
     if long.empty:
         return pd.DataFrame(columns=[*keys, "phys_time"])
     wide = long.pivot_table(index=keys, columns="name", values="value", aggfunc="last",

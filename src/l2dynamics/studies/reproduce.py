@@ -83,8 +83,10 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
                   subset=subset, fast=fast, log=log)
     command = command or f"l2dynamics reproduce --suite {suite} --out {out}"
     records, start = [], time.perf_counter()
+    from l2dynamics.studies.registry import get_study
+
     for entry in entries:
-        log(f"== {entry.key}: {entry.title or entry.study}")
+        log(f"== {entry.key}: {entry.title or get_study(entry.study).title}")
         record = run_entry(entry, ctx, command)
         log(f"   {entry.key}: {record['status']} in {record['wall_seconds']:.0f} s")
         records.append(record)

@@ -29,6 +29,19 @@ class StoredRun:
     history: pd.DataFrame
 
 
+def refuse_unrunnable(configs: Sequence[Config], store_path: str | Path) -> None:
+    """Refuse, before anything is written, the configs that the store lacks and that cannot
+    run: missing data files (DataError) or a run that cannot fit in memory (ResourceError)."""
+    from l2dynamics.store import RunStore
+    from l2dynamics.sweep import canonical, check_sweep_memory, completed_runs
+
+    done: dict[str, int] = {}
+    if Path(store_path).is_file():
+        with RunStore(store_path) as store:
+            done = completed_runs(store)
+    check_sweep_memory([c for c in configs if canonical(c) not in done])
+
+
 def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
                         workers: int = 1, names: Sequence[str] | None = None,
                         log: Callable[[str], None] | None = None) -> list[StoredRun]:
@@ -41,6 +54,7 @@ def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
     from l2dynamics.sweep import canonical, completed_runs, run_sweep
 
     start = time.perf_counter()
+    refuse_unrunnable(configs, store_path)
     result = run_sweep(None, store_path, configs=list(configs), workers=workers)
     if result.failed:
         raise RuntimeError(f"{result.failed} of {len(configs)} runs failed: {result.errors[:2]}")

@@ -123,10 +123,12 @@ class TstarStudy(Study):
               ) -> TstarPart:
         from l2dynamics.analysis.tstar import seed_curves, tstar_table
         from l2dynamics.store import RunStore
+        from l2dynamics.studies.runs import refuse_unrunnable
         from l2dynamics.sweep import canonical, completed_runs, load_sweep, run_sweep
 
         plan = load_sweep(spec)
         configs = plan.configs()
+        refuse_unrunnable(configs, ctx.store)
         ctx.log(f"{ctx.key}{label}: {len(configs)} runs")
         result = run_sweep(plan, ctx.store, configs=configs, workers=ctx.workers)
         if result.failed:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from l2dynamics.config import Config
 from l2dynamics.data import Dataset
@@ -109,6 +111,8 @@ def _num(value: Any) -> float | None:
 
 
 def _wide(rows: list[tuple[int, float, str, float]]) -> pd.DataFrame:
+    import pandas as pd
+
     if not rows:
         return pd.DataFrame(columns=["step", "phys_time"])
     long = pd.DataFrame(rows, columns=["step", "phys_time", "name", "value"])
