@@ -7,6 +7,10 @@ from the summary) and each study's figures from ``report/figures/<key>/`` to
 ``docs/studies/figures/<suite>/<key>/``, replacing that study's old figures. The docs build
 (scripts/docs_hooks.py) renders the study pages from these two. Studies missing from the report
 (a run with ``--only``) keep their old entry and figures unless ``--replace`` is given.
+
+``--cold SUMMARY`` records the wall times of a cold run (a fresh store) of the same suite,
+``cold_wall_seconds`` and ``cold_study_seconds``, when the report is a later re-run that
+reused its runs; it is refused unless every claim's verdict of the two runs is the same.
 """
 
 from __future__ import annotations
@@ -48,7 +52,19 @@ def merge(old: dict[str, Any] | None, new: dict[str, Any], *, replace: bool) -> 
     return merged
 
 
-def update(report: Path, *, root: Path = ROOT, replace: bool = False) -> list[str]:
+def cold_times(new: dict[str, Any], cold: dict[str, Any]) -> dict[str, Any]:
+    """The cold run's times for `new`, after checking that both runs judged the same."""
+    def verdicts(summary: dict[str, Any]) -> dict[str, list[str]]:
+        return {s["key"]: [c["verdict"] for c in s.get("claims") or []]
+                for s in summary.get("studies") or []}
+    if cold.get("suite") != new.get("suite") or verdicts(cold) != verdicts(new):
+        raise SystemExit("error: --cold is not a run of the same suite with the same verdicts")
+    return {"cold_wall_seconds": cold["wall_seconds"], "cold_command": cold.get("command"),
+            "cold_study_seconds": {s["key"]: s["wall_seconds"] for s in cold["studies"]}}
+
+
+def update(report: Path, *, root: Path = ROOT, replace: bool = False,
+           cold: Path | None = None) -> list[str]:
     """Copy `report`'s summary and figures into `root`; return what was done, one line each."""
     summary_path = report / "summary.json"
     if not summary_path.is_file():
@@ -60,9 +76,12 @@ def update(report: Path, *, root: Path = ROOT, replace: bool = False) -> list[st
     target = root / "benchmarks" / "results" / f"reproduce_{suite}.json"
     old = json.loads(target.read_text()) if target.is_file() else None
     done = []
-    dropped = [k for k in STALE_KEYS if old and k in old and k not in new]
+    dropped = [k for k in STALE_KEYS if old and k in old and k not in new and cold is None]
     if dropped:
         done.append(f"dropped {', '.join(dropped)} (they described the previous run)")
+    if cold is not None:
+        new = {**new, **cold_times(new, json.loads(Path(cold).read_text()))}
+        done.append(f"cold run times from {cold}: {new['cold_wall_seconds']:.0f} s")
     merged = merge(old, new, replace=replace)
     if merged.get("kept_from_previous"):
         done.append("kept from the previous summary: " + ", ".join(merged["kept_from_previous"]))
@@ -101,9 +120,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a `l2dynamics reproduce --out` folder (summary.json, figures/)")
     parser.add_argument("--replace", action="store_true",
                         help="drop studies (and their figures) that the report did not run")
+    parser.add_argument("--cold", type=Path, default=None,
+                        help="summary.json of a cold run of the same suite: record its times")
     parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for line in update(args.report, root=args.root, replace=args.replace):
+    for line in update(args.report, root=args.root, replace=args.replace, cold=args.cold):
         print(line)
     print("now: python3 -m mkdocs build --strict -d /tmp/site", file=sys.stderr)
     return 0

@@ -318,3 +318,48 @@ def test_autol2_variant_config_keys_reach_the_schedule():
                        ("autol2_min_lam", -1.0)):
         with pytest.raises(ConfigError, match=key):
             make_config(ENGINE, **{key: value})
+
+
+def _adamw_like():
+    """AdamW, and Adam with torch's decoupled_weight_decay flag (the same algorithm)."""
+    yield torch.optim.AdamW(_model().parameters(), lr=0.01)
+    if "decoupled_weight_decay" in torch.optim.Adam(_model().parameters()).defaults:
+        yield torch.optim.Adam(_model().parameters(), lr=0.01, decoupled_weight_decay=True)
+
+
+@pytest.mark.parametrize("make", [
+    lambda opt: StepSchedule(opt, 0.05),
+    lambda opt: StepSchedule(opt, 0.05, convention="coupled"),
+    lambda opt: AutoL2(opt, lam0=0.1),
+])
+def test_coupled_lambda_is_refused_on_a_decoupled_optimizer(make):
+    """AdamW's weight_decay is decoupled (θ ← (1 − η·λ_d)·θ, outside the moments): writing
+    the paper's coupled λ there would silently train a different algorithm."""
+    for opt in _adamw_like():
+        before = [g["weight_decay"] for g in opt.param_groups]
+        with pytest.raises(ConfigError) as info:
+            make(opt)
+        message = str(info.value)
+        assert "\n" not in message and "decoupled" in message
+        assert "convention='decoupled'" in message and "torch.optim.Adam" in message
+        assert [g["weight_decay"] for g in opt.param_groups] == before  # nothing written
+
+
+def test_decoupled_conventions_are_refused_on_a_coupled_optimizer():
+    """The mirror: λ_d written into Adam's (or momentum SGD's) coupled weight_decay would go
+    through the moments / the momentum buffer. Plain SGD, where the two coincide, is allowed."""
+    for convention in ("decoupled", "independent"):
+        adam = torch.optim.Adam(_model().parameters(), lr=0.01)
+        with pytest.raises(ConfigError, match="convention='coupled'.*AdamW"):
+            StepSchedule(adam, 0.05, convention=convention)
+        heavy = torch.optim.SGD(_model().parameters(), lr=0.1, momentum=0.9)
+        with pytest.raises(ConfigError, match="momentum"):
+            AutoL2(heavy, lam0=0.05, convention=convention)
+        plain = torch.optim.SGD(_model().parameters(), lr=0.1)
+        StepSchedule(plain, 0.05, convention=convention)  # θ ← θ − η(g + wd·θ): exact
+
+
+def test_the_class_help_says_which_optimizer_takes_which_convention():
+    for cls in (StepSchedule, AutoL2):
+        doc = " ".join(cls.__mro__[-2].__doc__.split())  # WeightDecaySchedule's docstring
+        assert "AdamW" in doc and "convention='decoupled'" in doc

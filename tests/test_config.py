@@ -172,3 +172,47 @@ def test_the_names_config_accepts_are_the_registries():
     assert all(model_defaults(name) for name in MODEL_NAMES)
     datasets = [info.name for info in available_datasets()]
     assert by_key["dataset"]["allowed"] == "one of " + ", ".join(datasets)
+
+
+# --- data_options may not carry a key that has a top-level config key (issue 16) ---------------
+
+
+@pytest.mark.parametrize("option, top", [("n_train", "n_train"), ("n_test", "n_test"),
+                                         ("seed", "data_seed"), ("data_dir", "data_dir"),
+                                         ("augment", "augment"), ("normalize", "normalize"),
+                                         ("dtype", "dtype"), ("download", "download"),
+                                         ("device", "device"), ("name", "dataset"),
+                                         ("data_seed", "data_seed"), ("lr", "lr")])
+def test_data_options_refuse_top_level_keys(option, top):
+    with pytest.raises(ConfigError) as info:
+        make_config(dataset="digits", data_options={option: 1})
+    message = str(info.value)
+    assert "\n" not in message and "data_options" in message and f"set {top} " in message
+
+
+def test_every_named_argument_of_load_dataset_is_refused_in_data_options():
+    import inspect
+
+    from l2dynamics.data.loading import load_dataset
+
+    named = [p.name for p in inspect.signature(load_dataset).parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for name in named:
+        with pytest.raises(ConfigError, match="data_options"):
+            make_config(data_options={name: 1})
+    # the datasets' own options are still accepted
+    assert make_config(dataset="teacher", data_options={"label_noise": 0.1}).data_options
+
+
+def test_cli_refuses_a_top_level_key_in_data_options_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+
+    result = CliRunner().invoke(app, ["train", "-q", "--store", str(tmp_path / "r.sqlite"),
+                                      "--set", "dataset=digits", "--set", "steps=2",
+                                      "--set", "data_options.n_train=3000"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error:") and "set n_train" in lines[0]
+    assert not (tmp_path / "r.sqlite").exists()

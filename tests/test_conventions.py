@@ -143,3 +143,29 @@ def test_conversion_helpers_are_consistent():
     assert lam * lr == pytest.approx(2 * 5e-4 * 0.2)
     assert conv.decoupled_from_independent(conv.independent_from_decoupled(0.1, 0.02), 0.02) \
         == pytest.approx(0.1)
+
+
+def test_decoupled_decay_skips_parameters_without_a_gradient_as_adamw_does():
+    """torch.optim.AdamW leaves a parameter whose ``.grad`` is None untouched (no decay, no
+    step); L2Penalty.decay must do the same, or a frozen/unused tensor shrinks every step."""
+    from l2dynamics.l2 import L2Penalty
+
+    lr, wd = 0.1, 0.5
+    torch.manual_seed(0)
+    used, unused = torch.randn(4, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    ours = [torch.nn.Parameter(used.clone()), torch.nn.Parameter(unused.clone())]
+    ref = [torch.nn.Parameter(used.clone()), torch.nn.Parameter(unused.clone())]
+    adam = torch.optim.Adam(ours, lr=lr)  # decay off: the penalty owns it
+    penalty = L2Penalty(ours, decoupled_wd=wd)
+    adamw = torch.optim.AdamW(ref, lr=lr, weight_decay=wd)
+    for _ in range(3):
+        for params, opt in ((ours, adam), (ref, adamw)):
+            opt.zero_grad(set_to_none=True)
+            (params[0] ** 2).sum().backward()  # the second tensor gets no gradient
+            assert params[1].grad is None
+            if opt is adam:
+                penalty.decay(lr)
+            opt.step()
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(ours[1].detach(), unused, rtol=0, atol=0)

@@ -184,3 +184,14 @@ def test_site_builds_strictly(tmp_path):
     page = (tmp_path / "site" / "studies" / "index.html").read_text()
     assert "Generated from" in page and "do not edit" in page
     assert (tmp_path / "site" / "reference" / "l2" / "index.html").is_file()
+
+
+def test_cold_times_are_taken_only_from_a_run_with_the_same_verdicts():
+    new = _summary()
+    cold = {**json.loads(json.dumps(new)), "wall_seconds": 300.0, "command": "cold"}
+    times = update_docs.cold_times(new, cold)
+    assert times["cold_wall_seconds"] == 300.0 and set(times["cold_study_seconds"]) == \
+        {s["key"] for s in new["studies"]}
+    cold["studies"][0]["claims"][0]["verdict"] = "undetermined"
+    with pytest.raises(SystemExit, match="same verdicts"):
+        update_docs.cold_times(new, cold)

@@ -34,11 +34,34 @@ def _loader(n=512, seed=0):
                                        shuffle=False)
 
 
-def _trainer(tmp_path, callback, steps):
+def _trainer(tmp_path, callback, steps, *, accumulate=1, extra=()):
     return lightning.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, default_root_dir=tmp_path,
-                             callbacks=[callback])
+                             accumulate_grad_batches=accumulate, callbacks=[callback, *extra])
+
+
+def released_rule(measurements, lam0, factor=10.0, delay=0.1):
+    """google/autol2's loop transcribed line by line (jax_wideresnet_exps.py), independent of
+    l2dynamics: the λ in force after each (loss, accuracy, step) measurement."""
+    curr, idel0 = lam0, None
+    train_lm, train_acc, out = [], [], []
+    maxacc = minloss = None
+    for lm, acc, i in measurements:
+        idel0 = i if idel0 is None else idel0
+        train_lm.append(lm)
+        train_acc.append(acc)
+        if (i > delay / curr + idel0 and len(train_lm) > 2
+                and ((minloss <= train_lm[-1] and minloss <= train_lm[-2])
+                     or (maxacc >= train_acc[-1] and maxacc >= train_acc[-2]))):
+            curr, idel0 = curr / factor, i
+        elif len(train_lm) >= 2:
+            if maxacc is None:
+                maxacc, minloss = train_acc[-2], train_lm[-2]
+            else:
+                maxacc, minloss = max(train_acc[-2], maxacc), min(train_lm[-2], minloss)
+        out.append(curr)
+    return out
 
 
 class RecordingCallback(AutoL2Callback):
@@ -70,12 +93,61 @@ def test_real_lightning_trainer_decays_lambda_like_the_scheduler(tmp_path):
     assert [s for _, _, s in callback.seen] == list(range(0, 60, 2))
     # the bare loss it measured is the data loss (no L2 term): at most ln 3 early on
     assert callback.seen[0][0] < 1.5
-    # replaying the measurements through a bare AutoL2 gives the same decays
-    bare = AutoL2(torch.optim.SGD(Classifier().parameters(), lr=0.1), lam0=0.1,
-                  refractory=0.1)
+    # replaying the measurements through the released rule (not AutoL2) gives the same λ
+    replay = released_rule(callback.seen, lam0=0.1)
+    assert replay[-1] == pytest.approx(schedule.get_last_lambda(), rel=1e-12)
+    assert sum(b < a for a, b in zip([0.1, *replay], replay, strict=False)) == len(
+        callback.events)
+
+
+class Witness(lightning.Callback):
+    """Independent of AutoL2Callback: the weights at the first micro-batch of every optimizer
+    step, and the weight_decay each optimizer step really uses (read just before it)."""
+
+    def __init__(self):
+        self.weights, self.used = {}, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        step = trainer.global_step
+        if step not in self.weights:
+            self.weights[step] = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.used.append((trainer.global_step, optimizer.param_groups[0]["weight_decay"]))
+
+
+def test_gradient_accumulation_measures_once_per_optimizer_step(tmp_path):
+    """accumulate_grad_batches=4: one measurement per optimizer step (every 2nd), the mean of
+    the bare loss and accuracy over the step's 4 micro-batches at the step's weights, and the
+    weight_decay of every update is what the released rule says after the measurements so far."""
+    k, every, steps, batch = 4, 2, 40, 32
+    torch.manual_seed(0)
+    module = Classifier()
+    callback = RecordingCallback(lam0=0.1, every=every, refractory=0.1)
+    witness = Witness()
+    loader = _loader()
+    _trainer(tmp_path, callback, steps, accumulate=k, extra=[witness]).fit(module, loader)
+    assert [s for _, _, s in callback.seen] == list(range(0, steps, every))
+    assert callback.schedule.measurements == steps // every == 20
+    assert callback.events, "a 3-class toy at λ=0.1 stalls within 40 steps"
+    # each measurement, recomputed from the witnessed weights and the step's micro-batches
+    batches = list(loader)
+    probe = Classifier()
     for loss, acc, step in callback.seen:
-        bare.step(loss, acc, step)
-    assert bare.events == callback.events
+        probe.load_state_dict(witness.weights[step])
+        micro = [batches[(k * step + j) % len(batches)] for j in range(k)]
+        with torch.no_grad():
+            x, y = torch.cat([b[0] for b in micro]), torch.cat([b[1] for b in micro])
+            out = probe(x)
+        assert len(x) == k * batch
+        assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-5)
+        assert acc == pytest.approx(float((out.argmax(-1) == y).double().mean()), abs=1e-12)
+    # the λ each update used: the rule's λ after the last measurement at or before its step
+    replay = dict(zip([s for _, _, s in callback.seen], released_rule(callback.seen, 0.1),
+                      strict=True))
+    assert [s for s, _ in witness.used] == list(range(steps))
+    for step, used in witness.used:
+        assert used == pytest.approx(replay[step - step % every], rel=1e-12), step
 
 
 def test_callback_state_is_restored_before_training(tmp_path):

@@ -1,4 +1,4 @@
-"""t* estimators, the under-fitting guard and bootstrap intervals."""
+"""t* estimators and the under-fitting guard (seed intervals: tests/test_intervals.py)."""
 
 import math
 
@@ -7,12 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l2dynamics.analysis import (
-    bootstrap_ci,
-    estimate_peak,
-    reaches_train_accuracy,
-    smooth_log_time,
-)
+from l2dynamics.analysis import estimate_peak, reaches_train_accuracy, smooth_log_time
 from l2dynamics.train import eval_steps
 
 STEPS = eval_steps(100_000, per_decade=20)[1:].astype(float)
@@ -87,15 +82,3 @@ def test_underfitting_guard():
     assert reaches_train_accuracy([0.5, 0.995, 0.98])
     assert not reaches_train_accuracy([0.5, 0.9, np.nan])
     assert not reaches_train_accuracy([np.nan])
-
-
-def test_bootstrap_interval_covers_the_mean_at_the_right_rate():
-    rng = np.random.default_rng(1)
-    hits = 0
-    for trial in range(200):
-        sample = rng.normal(1.0, 1.0, 30)
-        _, low, high = bootstrap_ci(sample, resamples=500, seed=trial)
-        hits += low <= 1.0 <= high
-    assert 0.88 <= hits / 200 <= 0.99  # nominal 95 %; percentile bootstrap runs a bit narrow
-    point, low, high = bootstrap_ci([2.0])
-    assert point == low == high == 2.0

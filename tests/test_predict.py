@@ -153,3 +153,107 @@ def test_a_step_down_longer_than_the_budget_is_not_run():
     assert len(wider.attempts) == 2
     with pytest.raises(ConfigError, match="max_probe_steps"):
         predict_lambda(BASE, 40, max_probe_steps=0)
+
+
+# --- a learning-rate schedule: Φ_full of the budget's own run, the probe at the initial η ------
+
+STEPPED = dict(BASE, lr_schedule="step", lr_milestones=[0.3, 0.6, 0.9], lr_gamma=0.2)
+
+
+def _stub_probe(tstars):
+    from l2dynamics.studies.predict import ProbeAttempt
+
+    def probe(cfg, lam, steps, seeds, *args, **kwargs):
+        import pandas as pd
+
+        n = len(tstars)
+        history = pd.DataFrame({"step": [0, 10, 100, 1000], "test_acc": [0.1, 0.5, 0.9, 0.9]})
+        return ProbeAttempt(lam, steps, list(tstars), [True] * n, [False] * n,
+                            histories=[history] * n, steps_done=[steps] * n)
+    return probe
+
+
+def test_lambda_for_a_scheduled_budget_does_not_depend_on_the_unused_steps(monkeypatch):
+    """The milestones are fractions of the run's own length: the full run of the budget T has
+    them at 0.3·T, 0.6·T, 0.9·T whatever `steps` the config carries (issue 16: λ_pred was
+    0.0085 or 0.0182 for the same probe, depending only on `steps`)."""
+    from l2dynamics.studies import predict as module
+
+    monkeypatch.setattr(module, "_probe", _stub_probe([100.0, 120.0, 110.0]))
+    budget = 4000
+    preds = [predict_lambda({**STEPPED, "steps": steps}, budget, lam_ref=0.02, seeds=(0, 1, 2))
+             for steps in (1000, budget, 20000)]
+    for pred in preds[1:]:
+        assert (pred.lam, pred.lam_low, pred.lam_high) == pytest.approx(
+            (preds[0].lam, preds[0].lam_low, preds[0].lam_high), rel=1e-12)
+    # Φ_full(T) for a run whose steps = T: drops at 1200, 2400 and 3600
+    phi_full = 0.1 * (1200 + 0.2 * 1200 + 0.04 * 1200 + 0.008 * 400)
+    assert effective_time(make_config(STEPPED, steps=budget), budget) == pytest.approx(phi_full)
+    # the probe runs at the schedule's initial η: Φ_probe(t*) = η·t*
+    assert preds[0].lam == pytest.approx(0.02 * 0.1 * 110.0 / phi_full, rel=1e-9)
+    assert preds[0].c_eta == pytest.approx(0.02 * 0.1 * 110.0, rel=1e-9)
+
+
+def test_ema_timescale_rule_uses_the_budget_run_of_a_schedule():
+    from l2dynamics import ema_timescale_lambda
+
+    ema = [ema_timescale_lambda({**STEPPED, "steps": s}, 4000) for s in (1000, 4000, 20000)]
+    assert ema == pytest.approx([ema[1]] * 3, rel=1e-12)
+    phi_full = 0.1 * (1200 + 0.2 * 1200 + 0.04 * 1200 + 0.008 * 400)
+    assert ema[1] == pytest.approx(1 / (0.25 * phi_full))
+
+
+def test_the_probe_trains_at_the_schedules_initial_lr_with_its_warmup(monkeypatch):
+    """A step/cosine schedule squeezed into the probe would change η during the probe; the
+    probe runs at the initial η (constant after the run's warm-up, which it keeps)."""
+    from l2dynamics.studies import predict as module
+    from l2dynamics.train import Trainer
+
+    seen = []
+
+    class Recording(Trainer):
+        def __init__(self, cfg, *args, **kwargs):
+            seen.append(cfg)
+            super().__init__(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(module, "Trainer", Recording)
+    cfg = {**STEPPED, "warmup_steps": 20, "steps": 300}
+    pred = predict_lambda(cfg, 3000, lam_ref=0.05, probe_k=1.0, seeds=(0,), max_attempts=1)
+    probe = seen[0]
+    assert probe.lr_schedule == "constant" and probe.warmup_steps == 20 and probe.lr == 0.1
+    # long enough for λ·Φ = probe_k despite the warm-up's slower start
+    assert 0.05 * effective_time(probe, probe.steps) >= 1.0 > 0.05 * effective_time(
+        probe, probe.steps - 1)
+    assert "constant" in pred.probe_schedule and "warm-up" in pred.probe_schedule
+
+
+@pytest.mark.parametrize("tstars, method", [([100.0, 120.0, 110.0], "t-interval"),
+                                            ([100.0, 120.0], "seed range"),
+                                            ([100.0], "single seed")])
+def test_the_interval_is_the_small_sample_seed_interval(monkeypatch, tstars, method):
+    from l2dynamics.analysis.intervals import seed_interval
+    from l2dynamics.studies import predict as module
+
+    monkeypatch.setattr(module, "_probe", _stub_probe(tstars))
+    pred = predict_lambda(BASE, 4000, lam_ref=0.02, seeds=tuple(range(len(tstars))))
+    assert pred.interval_method == method and pred.seeds == len(tstars)
+    iv = seed_interval(tstars, level=0.95)
+    assert pred.lam_low == pytest.approx(0.02 * 0.1 * max(0, round(iv.low)) / 400, rel=1e-9)
+    assert pred.lam_high == pytest.approx(0.02 * 0.1 * round(iv.high) / 400, rel=1e-9)
+
+
+def test_the_predict_study_states_the_probe_schedule_and_the_interval(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+    from l2dynamics.studies import predict as module
+
+    monkeypatch.setattr(module, "_probe", _stub_probe([100.0, 120.0, 110.0]))
+    sets = [x for k, v in {**STEPPED, "lr_milestones": "[0.3,0.6,0.9]"}.items()
+            for x in ("--set", f"{k}={v}")]
+    res = CliRunner().invoke(app, ["predict", "--budget", "4000", *sets, "--lam-ref", "0.02",
+                                   "--seeds", "0,1,2", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "constant η = 0.1" in text and "step schedule laid out over T" in text
+    assert "95 % t-interval, 3 seeds" in text

@@ -119,7 +119,8 @@ def test_renders_page_and_summary(report_dir: Path):
     assert "<pre><code>l2dynamics reproduce --suite mini --only tstar</code></pre>" in page
     assert "<details><summary>Configs</summary><pre>" in page and "&quot;width&quot;: 256" in page
     assert '<td class="num">51.25</td>' in page and "<td>—</td>" in page
-    assert "3 claims: 1 hold, 1 do not hold, 1 undetermined" in page
+    assert ("3 claims: 1 hold, 0 consistent but too imprecise to confirm, 1 do not hold, "
+            "1 undetermined") in page
     # no temporary files left behind
     assert sorted(p.name for p in report_dir.iterdir()) == ["figures", "index.html",
                                                             "summary.json"]
@@ -247,9 +248,9 @@ def test_failed_study_rendered_with_error(report_dir: Path):
 
 
 def test_verdict_counts():
-    assert verdict_counts(_summary()) == {"holds": 1, "does not hold": 1, "undetermined": 1,
-                                          "total": 3}
-    assert verdict_counts({"studies": []}) == {"holds": 0, "does not hold": 0,
+    assert verdict_counts(_summary()) == {"holds": 1, "consistent": 0, "does not hold": 1,
+                                          "undetermined": 1, "total": 3}
+    assert verdict_counts({"studies": []}) == {"holds": 0, "consistent": 0, "does not hold": 0,
                                                "undetermined": 0, "total": 0}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from l2dynamics.analysis.verdicts import Claim
+from l2dynamics.analysis.verdicts import VERDICTS, Claim
 from l2dynamics.config.constraints import Int
 from l2dynamics.errors import ConfigError
 from l2dynamics.studies import registry
@@ -84,6 +84,11 @@ def test_driver_writes_the_report_and_survives_a_failing_study(tmp_path, toy_stu
     page = (tmp_path / "r" / "index.html").read_text()
     assert "x holds" in page and "this study broke" in page
     assert "x 0 → 1" in page  # the suite's changelog is on the page
+    toy = by_key["toy"]
+    assert toy["design_history"] == [{"date": "2026-01-01", "study": "toy", "change": "x 0 → 1",
+                                      "why": "a test"}] and by_key["broken"]["design_history"] == []
+    assert "studies/suites/mini.yaml, entry &#x27;toy&#x27;" in page
+    assert page.count("No change made after looking at results is recorded") == 1  # broken's
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["suite"] == "mini"
 
 
@@ -126,8 +131,7 @@ def test_real_theory_study_renders_and_loads_in_a_browser(tmp_path):
     summary = rep.reproduce("mini", tmp_path / "r", only=["theory"], log=lambda msg: None)
     study = summary["studies"][0]
     assert study["status"] == "ok", study["error"]
-    assert study["claims"] and all(c["verdict"] in ("holds", "does not hold", "undetermined")
-                                   for c in study["claims"])
+    assert study["claims"] and all(c["verdict"] in VERDICTS for c in study["claims"])
     assert len(study["figures"]) >= 2
     have_browser = shutil.which("chromium") and shutil.which("chromedriver")
     if not have_browser:

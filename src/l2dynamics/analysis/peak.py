@@ -84,20 +84,3 @@ def reaches_train_accuracy(train_accuracy, threshold: float = 0.99) -> bool:
     Runs that do not are outside the paper's over-parameterized regime."""
     acc = np.asarray(train_accuracy, float)
     return bool(np.isfinite(acc).any() and np.nanmax(acc) >= threshold)
-
-
-def bootstrap_ci(values, statistic=np.mean, *, level: float = 0.95, resamples: int = 2000,
-                 seed: int = 0) -> tuple[float, float, float]:
-    """(statistic, low, high): percentile bootstrap interval over the finite `values`."""
-    values = np.asarray(values, float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    point = float(statistic(values))
-    if values.size == 1:
-        return point, point, point
-    rng = np.random.default_rng(seed)
-    samples = values[rng.integers(0, values.size, size=(resamples, values.size))]
-    stats = np.array([statistic(s) for s in samples])
-    alpha = (1 - level) / 2
-    return point, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))

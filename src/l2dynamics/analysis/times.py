@@ -1,5 +1,6 @@
-"""Characteristic times of the theory study's networks, over seeds: summaries with bootstrap
-intervals, power-law fits of each time against λ, and the verdict per time and width.
+"""Characteristic times of the theory study's networks, over seeds: summaries with seed
+intervals (:func:`~l2dynamics.analysis.intervals.seed_interval`), power-law fits of each time
+against λ, and the verdict per time and width.
 
 Times are in flow units; a time ``censored_<name>`` (not seen inside the run) is left out.
 """
@@ -12,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from l2dynamics.analysis.fits import fit_power_law, slope_verdict
+from l2dynamics.analysis.intervals import seed_interval
 
 TIME_NAMES = ("t_peak", "t_window_end", "t_loss_min", "t_loss_min_late", "t_lazy_end")
 TIME_LABELS = {"t_peak": "accuracy peak", "t_window_end": "end of the high-accuracy window",
@@ -21,19 +23,19 @@ TIME_LABELS = {"t_peak": "accuracy peak", "t_window_end": "end of the high-accur
 
 
 
-def network_time_summary(times: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
-    """Mean and 95 % bootstrap CI over seeds of each characteristic time, per (source, width,
-    λ, time); λ·t of the mean; and how many seeds saw the time inside the horizon."""
-    from l2dynamics.analysis.peak import bootstrap_ci
-
+def network_time_summary(times: pd.DataFrame, *, level: float = 0.95) -> pd.DataFrame:
+    """Seed mean and interval of each characteristic time, per (source, width, λ, time): a
+    `level` t-interval over ≥ 3 seeds that saw it, the seed range over 2 (``interval`` names
+    the method, ``seen`` is its n); λ·t of the mean; ``seeds`` is the number of runs."""
     rows = []
     for (source, width, lam), group in times.groupby(["source", "width", "lam"]):
         for name in TIME_NAMES:
             seen = group.loc[~group[f"censored_{name}"], name]
-            mean, low, high = bootstrap_ci(seen, seed=seed)
+            ci = seed_interval(seen, level)
             rows.append({"source": source, "width": width, "lam": lam, "time": name,
-                         "seeds": len(group), "seen": int(seen.size), "mean": mean,
-                         "low": low, "high": high, "lam_t": lam * mean})
+                         "seeds": len(group), "seen": ci.n, "mean": ci.mean,
+                         "low": ci.low, "high": ci.high,
+                         "interval": ci.label().rsplit(",", 1)[0], "lam_t": lam * ci.mean})
     return pd.DataFrame(rows)
 
 

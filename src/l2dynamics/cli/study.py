@@ -18,8 +18,8 @@ from l2dynamics.cli.app import app
 from l2dynamics.cli.common import log, open_store, out, print_rows, user_errors
 from l2dynamics.errors import ConfigError
 
-_BADGE = {"holds": "[green]holds[/]", "does not hold": "[red]does not hold[/]",
-          "undetermined": "[yellow]undetermined[/]"}
+_BADGE = {"holds": "[green]holds[/]", "consistent": "[yellow]consistent, too imprecise[/]",
+          "does not hold": "[red]does not hold[/]", "undetermined": "[dim]undetermined[/]"}
 
 
 def show(outcome: Any, written: list[Path]) -> None:

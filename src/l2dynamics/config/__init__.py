@@ -71,6 +71,21 @@ _SECTION_EXAMPLES = {"data": "name: digits, n_train: 1000", "model": "name: fc, 
                      "eval": "eval_every: 100", "checkpoint": "checkpoint_every: 1000"}
 
 
+# ``load_dataset``'s named arguments that a config key sets under another name; every other
+# named argument (n_train, n_test, data_dir, download, device, dtype, augment, normalize) is a
+# config key of the same name. tests/test_config.py checks this against its signature.
+_LOAD_DATASET_ARGS = {"name": "dataset", "seed": "data_seed"}
+
+
+def _data_option_owner(name: str) -> str | None:
+    """The top-level key that owns `name` if it is put in ``data_options`` (else None): passed
+    on as ``load_dataset(..., **data_options)``, it would clash with a named argument (a
+    TypeError deep in the run) or silently mean another key."""
+    if name in _LOAD_DATASET_ARGS:
+        return _LOAD_DATASET_ARGS[name]
+    return name if name in CONFIG_KEYS else None
+
+
 @dataclass
 class Config:
     """A fully specified training run: each key is ``key(default, constraint, help, unit=...)``.
@@ -90,7 +105,8 @@ class Config:
     augment: bool = key(False, Bool(), "cifar10: 4-pixel pad + random crop + horizontal flip")
     normalize: str = key("channel", Choice(NORMALIZATIONS),
                          "input statistics from the train set: per channel, global or none")
-    data_options: dict = key({}, PlainMapping("label_noise: 0.1"),
+    data_options: dict = key({}, PlainMapping("label_noise: 0.1", _data_option_owner,
+                                              ("n_train", "seed")),
                              "dataset-specific options (teacher: input_dim, ...)")
     # --- model ---
     model: str = key("fc", Choice(MODEL_NAMES), "architecture")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any
@@ -314,9 +315,16 @@ class Optional(Constraint):
 
 @dataclass(frozen=True)
 class PlainMapping(Constraint):
-    """A mapping of plain data (stored as JSON with the run), e.g. dataset options."""
+    """A mapping of plain data (stored as JSON with the run), e.g. dataset options.
+
+    `owners(name)`, if given, names the top-level config key that owns an inner key `name`
+    (or None): such a key is refused with a message naming the key to set instead, e.g.
+    ``data_options.n_train`` (``load_dataset`` would get ``n_train`` twice). `owned` holds
+    example inner keys for the drawn invalid values."""
 
     example: str
+    owners: Callable[[str], str | None] | None = field(default=None, compare=False)
+    owned: tuple[str, ...] = ()
 
     def type_name(self) -> str:
         return "dict"
@@ -325,6 +333,11 @@ class PlainMapping(Constraint):
         if not isinstance(value, MappingABC):
             raise ConfigError(f"{key} must be a mapping, e.g. {{{self.example}}}; "
                               f"got {short(value)}")
+        for inner in value:
+            top = self.owners(str(inner)) if self.owners is not None else None
+            if top is not None:
+                raise ConfigError(f"{key} cannot hold {inner!r}: it belongs to the top-level "
+                                  f"config key {top!r}; set {top} instead of {key}.{inner}")
         try:
             json.dumps(dict(value), allow_nan=False)
         except (TypeError, ValueError) as err:
@@ -333,11 +346,13 @@ class PlainMapping(Constraint):
         return dict(value)
 
     def allowed(self) -> str:
-        return "a mapping of plain data"
+        return "a mapping of plain data" + (" (no top-level config keys)" if self.owners else "")
 
     def invalid(self) -> list[tuple[Any, str]]:
+        owned = [({inner: 1}, f"set {self.owners(inner)} instead") for inner in self.owned
+                 if self.owners is not None and self.owners(inner) is not None]
         return [(5, "must be a mapping"), ("x", "must be a mapping"), ([1], "must be a mapping"),
-                ({"a": math.nan}, "must hold plain data")]
+                ({"a": math.nan}, "must hold plain data"), *owned]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,13 @@ the bare loss (no L2 term) and the accuracy on the batch about to be trained, in
 without gradients, and lets AutoL2 set λ for that update. ``global_step`` of the Lightning
 trainer counts optimizer steps, as AutoL2's refractory period expects. λ is logged as
 ``autol2_lambda``; the schedule's state is saved in Lightning checkpoints.
+
+Gradient accumulation (``accumulate_grad_batches=k``): the batch of an optimizer step is its k
+micro-batches, so a measured step is measured once, as the example-weighted mean of the bare
+loss and accuracy over all of its micro-batches (each taken before its forward pass, at the
+step's weights — nothing updates them within the step), and AutoL2 takes that one
+measurement in ``on_before_optimizer_step``, after the last micro-batch's backward and before
+the update, which therefore uses the new λ. Without accumulation this is the single batch.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ class AutoL2Callback(Callback):
     """AutoL2 for Lightning. Keyword arguments other than those below go to
     :class:`~l2dynamics.l2.AutoL2` (``factor``, ``refractory``, ``refractory_unit``,
     ``min_lam``, ``plateau``, ``convention``, …). ``loss_fn(outputs, targets)`` is the bare
-    data loss (default: cross-entropy); ``unpack(batch)`` returns (inputs, targets)."""
+    data loss as a batch mean (default: cross-entropy); ``unpack(batch)`` returns (inputs,
+    targets). Under gradient accumulation a measured optimizer step is measured once, over
+    all of its micro-batches (see the module docstring)."""
 
     def __init__(self, lam0: float = 0.1, *, every: int = 10,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -51,6 +60,8 @@ class AutoL2Callback(Callback):
         self.unpack = unpack
         self.schedule: AutoL2 | None = None
         self._pending_state: dict[str, Any] | None = None
+        # the measured step's micro-batches so far: [step, Σ n·loss, Σ n·acc, Σ n]
+        self._sums: list[Any] | None = None
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.optimizers:
@@ -74,7 +85,19 @@ class AutoL2Callback(Callback):
             acc = (float((outputs.argmax(-1) == targets).double().mean())
                    if outputs.ndim > 1 and outputs.shape[-1] > 1 else 0.0)
         pl_module.train(was_training)
-        self.schedule.step(loss, acc, step)
+        n = len(targets)
+        if self._sums is None or self._sums[0] != step:  # a new step (a stale one is dropped)
+            self._sums = [step, 0.0, 0.0, 0]
+        self._sums[1:] = [self._sums[1] + n * loss, self._sums[2] + n * acc, self._sums[3] + n]
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        """One measurement per optimizer step: the mean over its micro-batches, given to
+        AutoL2 before the update reads ``weight_decay``."""
+        sums, self._sums = self._sums, None
+        if self.schedule is None or sums is None or sums[0] != int(trainer.global_step):
+            return
+        step, loss, acc, n = sums
+        self.schedule.step(loss / n, acc / n, step)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

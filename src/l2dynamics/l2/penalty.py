@@ -7,7 +7,8 @@ the convention is the same for every optimizer and λ can change at any step (Au
 - coupled ``lam`` (the paper's λ): after ``backward()``, grad ← grad + λ·θ — the gradient of
   (λ/2)·‖θ‖². For SGD, momentum SGD and Adam this reproduces PyTorch's ``weight_decay=λ`` exactly.
 - ``decoupled_wd`` (λ_d): before the optimizer step, θ ← (1 − η·λ_d)·θ, which is what
-  ``torch.optim.AdamW`` does with ``weight_decay=λ_d``.
+  ``torch.optim.AdamW`` does with ``weight_decay=λ_d`` — including AdamW's rule that a
+  parameter whose ``.grad`` is None (unused in this step's graph, or frozen) is not touched.
 """
 
 from __future__ import annotations
@@ -37,10 +38,14 @@ class L2Penalty:
 
     @torch.no_grad()
     def decay(self, lr: float) -> None:
-        """θ ← (1 − η·λ_d)·θ (call before ``optimizer.step()``, as AdamW does)."""
-        if self.decoupled_wd == 0.0 or not self.params:
+        """θ ← (1 − η·λ_d)·θ for every decayed parameter that has a gradient (call after
+        ``backward()`` and before ``optimizer.step()``; AdamW skips — neither steps nor
+        decays — a parameter whose ``.grad`` is None, and so does this)."""
+        if self.decoupled_wd == 0.0:
             return
-        torch._foreach_mul_(self.params, 1.0 - lr * self.decoupled_wd)
+        params = [p for p in self.params if p.grad is not None]
+        if params:
+            torch._foreach_mul_(params, 1.0 - lr * self.decoupled_wd)
 
     @torch.no_grad()
     def value(self) -> float:

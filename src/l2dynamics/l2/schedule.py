@@ -7,9 +7,17 @@ writes it to its target, converted once, here (``convention``):
   exactly the paper's λ (grad += λ·θ, through momentum and Adam moments).
 - ``"decoupled"``: ``param_group["weight_decay"] = λ`` read as AdamW's decoupled coefficient
   λ_d, so θ ← (1 − η_t·λ_d)·θ: the decay is multiplied by the learning rate. For plain SGD
-  this equals coupled λ; for Adam(W) it is a different knob with the same number.
+  this equals coupled λ; for Adam and momentum SGD it is a different algorithm.
 - ``"independent"``: θ ← (1 − λ_i)·θ per step whatever η_t: written as
   ``weight_decay = λ_i/η_t`` of an AdamW group (re-written at every ``step``).
+
+A convention that the optimizer's own ``weight_decay`` does not implement is refused (a
+:class:`ConfigError` saying what to pass), never written silently: ``"coupled"`` on AdamW (or
+any group with torch's ``decoupled_weight_decay=True``), ``"decoupled"``/``"independent"`` on
+a coupled optimizer other than plain SGD (Adam, momentum SGD, RMSprop, …). No conversion is
+offered: coupled and decoupled decay are different algorithms for Adam and momentum SGD
+(:mod:`l2dynamics.l2.conventions`). An optimizer from outside ``torch.optim`` is taken at the
+convention's word.
 
 The target may instead be the engine's own :class:`~l2dynamics.l2.L2Penalty` (``penalty=``),
 whose ``lam`` (coupled) or ``decoupled_wd`` (decoupled) is set. Only parameter groups whose
@@ -61,8 +69,61 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def _decay_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    return [g for g in optimizer.param_groups if g.get("decay", True) is not False]
+
+
+def _is_decoupled(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer's ``weight_decay`` is AdamW-style decoupled decay."""
+    return isinstance(optimizer, torch.optim.AdamW) or any(
+        g.get("decoupled_weight_decay", False) for g in _decay_groups(optimizer))
+
+
+def _check_convention(optimizer: torch.optim.Optimizer, convention: str) -> None:
+    """Refuse a `convention` that `optimizer`'s own ``weight_decay`` does not implement."""
+    name = type(optimizer).__name__
+    if _is_decoupled(optimizer):
+        if convention == "coupled":
+            raise ConfigError(
+                f"convention 'coupled' (the paper's λ: gradient + λ·θ) cannot be written to "
+                f"{name}, whose weight_decay is decoupled (θ ← (1 − η·λ_d)·θ, a different "
+                f"algorithm); pass convention='decoupled' to schedule its λ_d, or use "
+                f"torch.optim.Adam (coupled weight_decay) or penalty=L2Penalty(...) for the "
+                f"paper's λ")
+        return
+    if convention == "coupled" or type(optimizer).__module__.split(".")[0] != "torch":
+        return  # coupled is what torch's weight_decay means; outside torch: as stated
+    if isinstance(optimizer, torch.optim.SGD):
+        moving = [g.get("momentum", 0) for g in _decay_groups(optimizer) if g.get("momentum")]
+        if not moving:
+            return  # plain SGD: coupled, decoupled and independent decay coincide
+        raise ConfigError(
+            f"convention {convention!r} cannot be written to SGD with momentum "
+            f"{moving[0]:g}: its weight_decay is coupled (it enters the momentum buffer); "
+            f"pass convention='coupled', or use torch.optim.AdamW or "
+            f"penalty=L2Penalty(...) for decoupled decay")
+    raise ConfigError(
+        f"convention {convention!r} cannot be written to {name}, whose weight_decay is coupled "
+        f"(gradient + wd·θ, through its moments); pass convention='coupled', or use "
+        f"torch.optim.AdamW for decoupled decay")
+
+
 class WeightDecaySchedule:
-    """Base: holds λ, writes it to an optimizer's decayed groups or to an L2Penalty."""
+    """Base: holds λ, writes it to an optimizer's decayed groups or to an L2Penalty.
+
+    Which optimizer takes which ``convention`` (anything else is refused with a ConfigError,
+    since the number would silently mean another algorithm):
+
+    - ``torch.optim.AdamW`` (or Adam/NAdam/RAdam with ``decoupled_weight_decay=True``): its
+      ``weight_decay`` is decoupled, so pass ``convention='decoupled'`` (λ_d) or
+      ``'independent'``; for the paper's coupled λ use ``torch.optim.Adam`` (coupled
+      ``weight_decay``) or ``penalty=L2Penalty(...)`` instead.
+    - ``torch.optim.Adam``, momentum SGD and the other coupled torch optimizers:
+      ``convention='coupled'`` only; for decoupled decay use AdamW or an L2Penalty.
+    - plain SGD (momentum 0): any convention (θ ← θ − η·(g + wd·θ) is both).
+    - an :class:`L2Penalty` target: ``'coupled'`` (sets ``lam``) or ``'decoupled'``
+      (sets ``decoupled_wd``).
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer | None = None, lam0: float = 0.1, *,
                  convention: str = "coupled", penalty: L2Penalty | None = None):
@@ -74,6 +135,8 @@ class WeightDecaySchedule:
         if penalty is not None and convention == "independent":
             raise ConfigError("convention 'independent' needs an optimizer (an L2Penalty has "
                               "coupled lam and decoupled_wd only)")
+        if optimizer is not None:
+            _check_convention(optimizer, convention)
         self.optimizer, self.penalty, self.convention = optimizer, penalty, convention
         self.lam0 = _positive("lam0", lam0, allow_zero=True)
         self.lam = self.lam0
@@ -81,9 +144,7 @@ class WeightDecaySchedule:
 
     def groups(self) -> list[dict[str, Any]]:
         """The optimizer's parameter groups this schedule drives (``decay`` not False)."""
-        if self.optimizer is None:
-            return []
-        return [g for g in self.optimizer.param_groups if g.get("decay", True) is not False]
+        return [] if self.optimizer is None else _decay_groups(self.optimizer)
 
     def _apply(self) -> None:
         if self.penalty is not None:
@@ -194,7 +255,9 @@ class AutoL2(WeightDecaySchedule):
     ``min_lam`` is a floor (e.g. the budget's λ_pred = c·η/(η·T) from
     :func:`~l2dynamics.studies.predict_lambda`): λ never decays below it.
 
-    λ is in the schedule's `convention` (the paper's coupled λ by default). The released code's
+    λ is in the schedule's `convention` (the paper's coupled λ by default; on AdamW, whose
+    weight_decay is decoupled, that is refused: pass ``convention='decoupled'``, or use
+    torch.optim.Adam — see :class:`WeightDecaySchedule`). The released code's
     flag ``-L2=0.1`` is λ_c of CE/10 + λ_c‖θ‖², i.e. 2.0 in our units
     (:func:`~l2dynamics.l2.lam_lr_from_autol2_code`); the default ``lam0=0.1`` here is 0.1 in
     *our* units, and the refractory rule is applied to our λ.

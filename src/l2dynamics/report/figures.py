@@ -111,7 +111,11 @@ def plot_tstar(table: pd.DataFrame, summary: pd.DataFrame, fits: pd.DataFrame,
         ax_t.plot(lam, anchor["tstar"] * anchor["lam"] / lam, "k:", lw=1, label="slope −1")
     ax_t.set(xscale="log", yscale="log", xlabel="λ", ylabel=f"t* ({estimator}, steps)",
              title="peak time (× = under-fitting or censored, not fitted)")
-    ax_acc.set(xscale="log", xlabel="λ", ylabel="peak test accuracy (mean, 95 % CI)")
+    methods = ", ".join(sorted({f"{m}, n = {n}" for m, n in
+                                zip(summary.get("interval", []), summary.get("seeds", []),
+                                    strict=False)}))
+    ax_acc.set(xscale="log", xlabel="λ", ylabel="peak test accuracy (seed mean)",
+               title=f"bars: {methods}" if methods else None)
     for ax in (ax_t, ax_acc):
         ax.grid(alpha=0.3, which="both", lw=0.5)
         ax.legend(fontsize=7)
@@ -122,8 +126,10 @@ def plot_tstar(table: pd.DataFrame, summary: pd.DataFrame, fits: pd.DataFrame,
 def plot_collapse(curves: pd.DataFrame, path: str | Path, *, metric: str = "test accuracy"
                   ) -> Path:
     """The collapse figure: `metric` (seed mean ± 1 SE band) against step, λ·step and
-    λ·η·step, one color per λ and one line style per η. If t* ≈ c/(λη), the peaks line up in
-    the right-hand panel; λ = 0 appears only in the first."""
+    λ·η·step, one color per λ and one line style per η; λ = 0 appears only in the first.
+
+    Each panel's title states what was measured on it: how many decades the maxima of the
+    λ > 0 curves span on that axis (curves that collapse have their maxima at one place)."""
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), sharey=True)
     lams = sorted(curves["lam"].unique())
     colors = dict(zip(lams, plt.cm.viridis(np.linspace(0, 0.9, max(1, len(lams)))),
@@ -144,9 +150,24 @@ def plot_collapse(curves: pd.DataFrame, path: str | Path, *, metric: str = "test
         ax.grid(alpha=0.3, which="both", lw=0.5)
     axes[0].set_ylabel(f"{metric} (seed mean ± SE)")
     axes[0].legend(fontsize=7, ncol=2)
-    axes[2].set_title("collapse: t* ≈ c/(λη) lines the peaks up here")
+    for ax, x in zip(axes, ("step", "lam_step", "lam_lr_step"), strict=True):
+        span = maxima_span(curves, x)
+        ax.set_title("maxima of the λ > 0 curves span "
+                     + (f"{span:.2f} decades" if np.isfinite(span) else "— (fewer than 2 λ)"),
+                     fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def maxima_span(curves: pd.DataFrame, x: str) -> float:
+    """Decades spanned, on axis `x`, by the positions of the maxima of the seed-mean curves of
+    the λ > 0 groups (NaN with fewer than two): 0 when the curves peak at one place."""
+    at = [float(d.loc[d["mean"].idxmax(), x]) for (_, lam), d in curves.groupby(["lr", "lam"])
+          if lam > 0 and not d.empty and d["mean"].notna().any()]
+    at = [v for v in at if v > 0]
+    if len(at) < 2:
+        return float("nan")
+    return float(np.log10(max(at)) - np.log10(min(at)))
 
 
 def plot_prediction(prediction, path: str | Path) -> Path:
@@ -164,8 +185,10 @@ def plot_prediction(prediction, path: str | Path) -> Path:
                     if i == 0 else None)
             if np.isfinite(t):
                 ax.axvline(t, color=color, lw=0.6, ls=":")
+    method = getattr(prediction, "interval_method", "")
+    how = f" ({method}, {getattr(prediction, 'seeds', 0)} seeds)" if method else ""
     title = (f"λ_pred = {prediction.lam:.3g} [{prediction.lam_low:.3g}, "
-             f"{prediction.lam_high:.3g}] for T = {prediction.budget}"
+             f"{prediction.lam_high:.3g}]{how} for T = {prediction.budget}"
              if prediction.ok else "no prediction: " + prediction.message[:60])
     ax.set(xscale="log", xlabel="step", ylabel="test accuracy", title=title)
     ax.grid(alpha=0.3, which="both", lw=0.5)

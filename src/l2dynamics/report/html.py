@@ -28,13 +28,15 @@ Schema of ``summary`` (a plain, JSON-able dict)::
         "wall_seconds": float,
         "command": str,               # the exact command for this study alone
         "claims": [{"claim": str, "measured": str,
-                    "verdict": "holds" | "does not hold" | "undetermined",
+                    "verdict": "holds" | "consistent" | "does not hold" | "undetermined",
                     "ci": str | None}],
         "figures": [{"path": str,     # relative to out_dir, e.g. "figures/tstar.png"; must exist
                      "caption": str}],
         "tables": [{"title": str, "columns": [str],
                     "rows": [[str | float | int | None]]}],
         "configs": dict,              # JSON-able; shown as pretty JSON in a <details> block
+        "design_source": str,         # optional: where the design is fixed (suite file, entry)
+        "design_history": [{"date", "change", "why"}],  # optional: changes after looking
       }],
       "changelog": [{"date": str, "study": str, "change": str, "why": str}],  # optional
     }
@@ -58,14 +60,19 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+from l2dynamics.analysis.verdicts import VERDICT_LABELS, VERDICTS
 from l2dynamics.errors import L2DynamicsError
 from l2dynamics.report.style import CSS as _CSS
 
 __all__ = ["VERDICTS", "ReportError", "render_report", "verdict_counts"]
 
-VERDICTS = ("holds", "does not hold", "undetermined")
+# the verdicts and what each says on the page, defined once with the rules
+# ("consistent": the paper's value is inside the interval, but the interval is wider than the
+# stated margin, so the claim is not confirmed)
+_VERDICT_TEXT = VERDICT_LABELS
 STATUSES = ("ok", "failed", "skipped")
-_VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "undetermined": "undetermined"}
+_VERDICT_CLASS = {"holds": "holds", "consistent": "consistent", "does not hold": "fails",
+                  "undetermined": "undetermined"}
 
 
 class ReportError(L2DynamicsError, ValueError):
@@ -78,8 +85,8 @@ class ReportError(L2DynamicsError, ValueError):
 def verdict_counts(summary: Mapping[str, Any]) -> dict[str, int]:
     """Count the claims of every study by verdict.
 
-    Returns ``{"holds": n, "does not hold": n, "undetermined": n, "total": n}`` (all three
-    verdict keys are always present). Unknown verdicts raise :class:`ReportError`.
+    Returns ``{"holds": n, "consistent": n, "does not hold": n, "undetermined": n, "total": n}``
+    (every verdict key is always present). Unknown verdicts raise :class:`ReportError`.
     """
     counts = {v: 0 for v in VERDICTS}
     for study in summary.get("studies", []):
@@ -252,7 +259,7 @@ def _cell(value: Any) -> tuple[str, bool]:
 
 
 def _badge(verdict: str) -> str:
-    return f'<span class="badge {_VERDICT_CLASS[verdict]}">{_e(verdict)}</span>'
+    return f'<span class="badge {_VERDICT_CLASS[verdict]}">{_e(_VERDICT_TEXT[verdict])}</span>'
 
 
 def _claims_table(rows: list[tuple[dict, dict]], with_study: bool) -> str:
@@ -315,6 +322,7 @@ def _study_section(study: Mapping[str, Any]) -> str:
                    + (f" {_e(reason)}" if reason else "") + "</p>")
     if study.get("description"):
         out.append(f"<p>{_e(study['description'])}</p>")
+    out.append(_design_block(study))
     claims = study.get("claims") or []
     if claims:
         out.append("<h3>Claims</h3>")
@@ -335,6 +343,25 @@ def _study_section(study: Mapping[str, Any]) -> str:
         out.append("<h3>Regenerate this study</h3>"
                    f"<pre><code>{_e(study['command'])}</code></pre>")
     out.append("</section>")
+    return "\n".join(out)
+
+
+def _design_block(study: Mapping[str, Any]) -> str:
+    """Where the study's design is fixed, and its changes made after looking at results."""
+    if "design_source" not in study and "design_history" not in study:
+        return ""
+    out = ["<h3>Design</h3>"]
+    if study.get("design_source"):
+        out.append(f"<p>Fixed in {_e(study['design_source'])} (the resolved values are under "
+                   "Configs).</p>")
+    history = study.get("design_history") or []
+    if history:
+        out.append("<p>Changed after looking at results:</p><ul>")
+        out += [f"<li>{_e(h.get('date', ''))}: {_e(h.get('change', ''))} — why: "
+                f"{_e(h.get('why', ''))}</li>" for h in history]
+        out.append("</ul>")
+    else:
+        out.append('<p class="muted">No change made after looking at results is recorded.</p>')
     return "\n".join(out)
 
 
@@ -391,8 +418,9 @@ def _render_page(summary: Mapping[str, Any]) -> str:
     versions = summary.get("versions") or {}
     version_text = ", ".join(f"{k} {v}" for k, v in versions.items())
 
-    tally = (f"{counts['total']} claims: {counts['holds']} hold, "
-             f"{counts['does not hold']} do not hold, {counts['undetermined']} undetermined")
+    tally = (f"{counts['total']} claims: {counts['holds']} hold, {counts['consistent']} "
+             f"consistent but too imprecise to confirm, {counts['does not hold']} do not hold, "
+             f"{counts['undetermined']} undetermined")
     tally += f"; {len(studies)} studies"
     if n_failed:
         tally += f", {n_failed} failed"

@@ -3,10 +3,12 @@
 CSS = """
 :root { color-scheme: light dark; --fg: #1b1f24; --bg: #ffffff; --muted: #57606a;
   --border: #d0d7de; --code: #f6f8fa; --holds: #1a7f37; --fails: #cf222e; --undet: #6e7781;
+  --consistent: #9a6700;
   --alert-bg: #ffebe9; --alert-border: #cf222e; --note-bg: #f6f8fa; --link: #0969da; }
 @media (prefers-color-scheme: dark) {
   :root { --fg: #e6edf3; --bg: #0d1117; --muted: #8d96a0; --border: #30363d; --code: #161b22;
-    --holds: #2ea043; --fails: #f85149; --undet: #6e7681; --alert-bg: #3a1a1c;
+    --holds: #2ea043; --fails: #f85149; --undet: #6e7681; --consistent: #d29922;
+    --alert-bg: #3a1a1c;
     --alert-border: #f85149; --note-bg: #161b22; --link: #4493f8; }
 }
 * { box-sizing: border-box; }
@@ -33,6 +35,7 @@ code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospac
   font-size: .8rem; font-weight: 600; white-space: nowrap; }
 .badge.holds { background: var(--holds); } .badge.fails { background: var(--fails); }
 .badge.undetermined { background: var(--undet); }
+.badge.consistent { background: var(--consistent); }
 .badge.status-failed { background: var(--fails); }
 .badge.status-skipped { background: var(--undet); }
 .badge.status-ok { background: var(--holds); }

@@ -416,7 +416,6 @@ def bn_bridge(lams: Sequence[float] = (2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2), *, store
     With BN, λ acts on the conv weights only through their norm (the effective LR), so the
     paper's mechanism (λ shrinks the weights until the kernel decays) is not the one at work
     there; whether t* ∝ 1/λ survives is what this measures."""
-    from l2dynamics.analysis.fits import slope_verdict
     from l2dynamics.analysis.tstar import tstar_fits, tstar_summary, tstar_table
     from l2dynamics.store import RunStore
 
@@ -442,7 +441,7 @@ def bn_bridge(lams: Sequence[float] = (2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2), *, store
             "summary": summary.to_dict(orient="list"),
             "fit": {k: (float(v) if isinstance(v, int | float | np.floating) else v)
                     for k, v in fit.items()},
-            "verdict": slope_verdict(fit) if fit else "undetermined",
+            "verdict": fit.get("verdict", "undetermined"),
             "peak_acc_range": float(peak.max() - peak.min()) if len(peak) else math.nan,
             "curves": [{"lam": r.config.lam, "seed": r.config.seed,
                         "step": r.history["step"].tolist(),

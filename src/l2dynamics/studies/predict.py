@@ -4,15 +4,28 @@
 2. Read t*_ref off its test-accuracy curve (:mod:`l2dynamics.analysis.peak`; the probe is
    checked for under-fitting — a λ_ref whose network never fits its training data gives a c
    3–100× too large — and λ_ref is stepped down until it fits).
-3. c·η = λ_ref·Φ(t*_ref), with Φ(t) the *effective* physical time of the first t steps,
-   Φ(t) = Σ_{s<t} η_s/(1 − μ): the learning-rate schedule enters through η_s, heavy-ball
-   momentum μ through its long-time step size η/(1 − μ)
+3. c·η = λ_ref·Φ_probe(t*_ref), with Φ(t) the *effective* physical time of the first t
+   steps, Φ(t) = Σ_{s<t} η_s/(1 − μ): the learning-rate schedule enters through η_s,
+   heavy-ball momentum μ through its long-time step size η/(1 − μ)
    (:func:`l2dynamics.train.clock.effective_time`).
-4. For a full run of T steps (its own schedule and momentum): λ_pred = c·η / Φ_full(T). For a
-   constant η and equal momentum this is the released code's λ_pred = c/(η·T) = λ_ref·t*_ref/T.
+4. For the full run of T steps: λ_pred = c·η / Φ_full(T), where Φ_full is the effective time
+   of the config run *with steps = T* (:func:`full_run_time`): a step or cosine schedule is
+   laid out over the run's own length (milestones at fractions of T), never over the config's
+   ``steps``, which the budget replaces. For a constant η and equal momentum this is the
+   released code's λ_pred = c/(η·T) = λ_ref·t*_ref/T.
 
-The interval comes from the seeds' bootstrap CI of t*_ref. The compute is reported as probe
-steps (all seeds and attempts) over T.
+**The probe's learning rate.** The probe runs at the schedule's *initial* η: constant
+``lr`` after the config's linear warm-up (kept, in steps, as in the full run), whatever
+``lr_schedule`` says (:func:`probe_config`). A step or cosine schedule squeezed into the short
+probe would change η during the probe — a drop at 30 % of a probe is not the drop at 30 % of
+the run — while the paper's probe is a short run at large λ in the early, constant-η phase of
+training. Φ_probe counts the probe's own η_s, so c·η is in physical time either way.
+
+The interval is the small-sample seed interval of t*_ref
+(:func:`l2dynamics.analysis.intervals.seed_interval`: a 95 % t-interval for ≥ 3 usable seeds,
+the seed range for 2, the single value for 1), mapped through the same formula; its method
+and the number of seeds are kept with the prediction. The compute is reported as probe steps
+(all seeds and attempts) over T.
 """
 
 from __future__ import annotations
@@ -22,16 +35,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from l2dynamics.analysis.peak import (
-    ESTIMATORS,
-    bootstrap_ci,
-    estimate_peak,
-    reaches_train_accuracy,
-)
+from l2dynamics.analysis.intervals import seed_interval
+from l2dynamics.analysis.peak import ESTIMATORS, estimate_peak, reaches_train_accuracy
+from l2dynamics.analysis.tstar import c_eta_of
 from l2dynamics.config import Config, make_config
 from l2dynamics.errors import ConfigError
 from l2dynamics.train import Trainer
-from l2dynamics.train.clock import effective_time, momentum_divisor
+from l2dynamics.train.clock import effective_time, momentum_divisor, physical_time
 
 
 @dataclass
@@ -65,6 +75,9 @@ class LambdaPrediction:
     estimator: str
     attempts: list[ProbeAttempt]
     message: str = ""
+    interval_method: str = ""  # "t-interval" (≥ 3 usable seeds), "seed range" (2), "single seed"
+    seeds: int = 0  # usable probe seeds behind t*_ref and the interval
+    probe_schedule: str = ""  # the probe's learning rate in words (the schedule's initial η)
 
 
 def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: float | None = None,
@@ -77,7 +90,11 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
 
     `lam_ref` defaults to the λ whose probe of ``probe_k/(η·λ)`` steps is 1/20 of the budget.
     A probe runs to ``probe_k/(η·λ_ref)`` steps (λ·η·t = probe_k, past the plateau for the
-    c·η ≈ 3 measured on MNIST-1D). If any seed does not reach `train_threshold` training
+    c·η ≈ 3 measured on MNIST-1D) at the schedule's *initial* η — the config's warm-up, then
+    constant ``lr``; a step/cosine schedule is not squeezed into the probe
+    (:func:`probe_config`) — while Φ_full(T) lays the schedule out over the budget
+    (:func:`full_run_time`). The interval is the small-sample seed interval of t*_ref
+    (``interval_method``, ``seeds``). If any seed does not reach `train_threshold` training
     accuracy, λ_ref is divided by `step_down` and the probe repeated (at most `max_attempts`);
     the remaining seeds of a rejected λ are not run, and with `early_stop` a probe that has
     settled below the threshold is ended early (:class:`UnderfitStop`). A step-down whose probe
@@ -88,6 +105,7 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     cfg = make_config(config)
     _check_budget(budget)
     _check_options(estimator, seeds, probe_k, step_down)
+    phi_full = full_run_time(cfg, budget)
     lam = lam_ref if lam_ref is not None else 20.0 * probe_k / (cfg.lr * budget)
     if not (math.isfinite(lam) and lam > 0):
         raise ConfigError(f"lam_ref must be a finite number > 0, got {lam!r}")
@@ -97,7 +115,7 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     attempts: list[ProbeAttempt] = []
     capped = False
     for _ in range(max_attempts):
-        steps = max(10, math.ceil(probe_k / (cfg.lr * lam)))
+        steps = probe_length(cfg, lam, probe_k)
         if attempts and steps > cap:
             capped = True  # a step-down whose probe outlasts the cap: not worth running
             break
@@ -111,35 +129,82 @@ def predict_lambda(config: Config | dict[str, Any], budget: int, *, lam_ref: flo
     last = attempts[-1]
     common = {"budget": budget, "probe_steps": probe_steps,
               "compute_fraction": probe_steps / budget, "estimator": estimator,
-              "attempts": attempts, "lam_ref": last.lam}
-    nan = math.nan
+              "attempts": attempts, "lam_ref": last.lam,
+              "probe_schedule": describe_probe_schedule(cfg)}
+    failure = _failure(last, capped, cap, train_threshold, probe_k)
+    if failure is not None:
+        nan = math.nan
+        return LambdaPrediction(False, nan, nan, nan, tstar_ref=nan, c_eta=nan, **common,
+                                message=failure)
+    usable = [t for t, c in zip(last.tstars, last.censored, strict=True) if not c]
+    interval = seed_interval(usable, level=0.95)
+    probe = probe_config(cfg, last.lam, last.steps)
+
+    def c_eta_at(t: float) -> float:  # c·η = λ_ref·Φ_probe(t*), t* rounded to whole steps, ≥ 0
+        return c_eta_of(last.lam, physical_time(probe, max(0, round(t))), probe.momentum,
+                        probe.optimizer)
+
+    return LambdaPrediction(True, c_eta_at(interval.mean) / phi_full,
+                            c_eta_at(interval.low) / phi_full, c_eta_at(interval.high) / phi_full,
+                            tstar_ref=interval.mean, c_eta=c_eta_at(interval.mean), **common,
+                            interval_method=interval.method, seeds=interval.n)
+
+
+def _failure(last: ProbeAttempt, capped: bool, cap: int, train_threshold: float,
+             probe_k: float) -> str | None:
+    """Why the last probe gives no prediction (what to try instead), or None if it does."""
     if not all(last.fits_train) and capped:
-        return LambdaPrediction(False, nan, nan, nan, tstar_ref=nan, c_eta=nan, **common,
-                                message=f"the probe under-fits at every λ whose probe is "
-                                f"shorter than {cap} steps (down to {last.lam:.3g}): the best "
-                                f"λ for this budget is near the largest λ that fits the "
-                                f"training data, so a probe would cost more than the run; "
-                                f"try a short grid just below {last.lam:.3g} instead")
+        return (f"the probe under-fits at every λ whose probe is shorter than {cap} steps "
+                f"(down to {last.lam:.3g}): the best λ for this budget is near the largest λ "
+                f"that fits the training data, so a probe would cost more than the run; try a "
+                f"short grid just below {last.lam:.3g} instead")
     if not all(last.fits_train):
-        return LambdaPrediction(False, nan, nan, nan, tstar_ref=nan, c_eta=nan, **common,
-                                message=f"the probe under-fits at every λ tried (down to "
-                                f"{last.lam:.3g}): the network does not reach train accuracy "
-                                f"{train_threshold:g}; use a larger model or a smaller lam_ref")
+        return (f"the probe under-fits at every λ tried (down to {last.lam:.3g}): the network "
+                f"does not reach train accuracy {train_threshold:g}; use a larger model or a "
+                f"smaller lam_ref")
     usable = [t for t, c in zip(last.tstars, last.censored, strict=True) if not c]
     if len(usable) < max(1, (len(last.tstars) + 1) // 2):
-        return LambdaPrediction(False, nan, nan, nan, tstar_ref=nan, c_eta=nan, **common,
-                                message=f"no usable t* in the probe at λ={last.lam:.3g}: the "
-                                f"accuracy had not peaked or plateaued within λ·η·t = "
-                                f"{probe_k:g}; try a larger probe_k or estimator 'onset'")
-    t_mean, t_low, t_high = bootstrap_ci(usable)
-    phi_full = effective_time(cfg, budget)
+        return (f"no usable t* in the probe at λ={last.lam:.3g}: the accuracy had not peaked "
+                f"or plateaued within λ·η·t = {probe_k:g}; try a larger probe_k or estimator "
+                f"'onset'")
+    return None
 
-    def to_lam(t: float) -> float:
-        return last.lam * effective_time(cfg, round(t)) / phi_full
 
-    c_eta = last.lam * effective_time(cfg, round(t_mean))
-    return LambdaPrediction(True, to_lam(t_mean), to_lam(t_low), to_lam(t_high),
-                            tstar_ref=t_mean, c_eta=c_eta, **common)
+def full_run_time(cfg: Config, budget: int) -> float:
+    """Φ_full(T): the effective time of `cfg` run for ``steps = budget`` — its schedule laid out
+    over the budget (milestones at fractions of T, cosine over T), not over ``cfg.steps``."""
+    _check_budget(budget)
+    if budget <= cfg.warmup_steps:
+        raise ConfigError(f"budget={budget} must be longer than the warm-up "
+                          f"(warmup_steps={cfg.warmup_steps})")
+    return effective_time(cfg.replace(steps=budget), budget)
+
+
+def probe_config(cfg: Config, lam: float, steps: int, seed: int | None = None) -> Config:
+    """The probe run of `cfg` at λ = `lam` for `steps` steps: the schedule's initial η (the
+    config's warm-up, then constant ``lr``; no step/cosine decay squeezed into the probe),
+    constant λ, a denser evaluation clock."""
+    changes: dict[str, Any] = {} if seed is None else {
+        "seed": int(seed), "name": f"probe λ={lam:.3g} seed={seed}"}
+    return cfg.replace(lam=lam, steps=steps, lam_schedule="constant", lr_schedule="constant",
+                       eval_per_decade=max(cfg.eval_per_decade, 20), **changes)
+
+
+def probe_length(cfg: Config, lam: float, probe_k: float) -> int:
+    """Steps for a probe at `lam` to reach λ·Σηₜ = `probe_k` (λ·η·t = probe_k at constant η;
+    a warm-up of W steps adds (W − 1)/2 steps), at least 10 and past the warm-up."""
+    warm = cfg.warmup_steps
+    extra = (warm - 1) / 2 if warm else 0.0
+    return max(10, warm + 1, math.ceil(probe_k / (cfg.lr * lam) + extra))
+
+
+def describe_probe_schedule(cfg: Config) -> str:
+    """The probe's learning rate in words, for reports."""
+    warm = f" after a {cfg.warmup_steps}-step warm-up" if cfg.warmup_steps else ""
+    note = ("" if cfg.lr_schedule == "constant" else
+            f" (the initial η of the run's {cfg.lr_schedule} schedule, which the probe does "
+            f"not follow)")
+    return f"constant η = {cfg.lr:g}{warm}{note}"
 
 
 def _check_budget(budget: Any) -> None:
@@ -197,9 +262,7 @@ def _probe(cfg: Config, lam: float, steps: int, seeds: Sequence[int], estimator:
 
     attempt = ProbeAttempt(lam, steps, [], [], [])
     for seed in seeds:
-        probe = cfg.replace(lam=lam, steps=steps, seed=int(seed), lam_schedule="constant",
-                            eval_per_decade=max(cfg.eval_per_decade, 20),
-                            name=f"probe λ={lam:.3g} seed={seed}")
+        probe = probe_config(cfg, lam, steps, seed)
         stopper = (UnderfitStop(lam / momentum_divisor(cfg), train_threshold) if early_stop
                    else None)
         result = Trainer(probe, callbacks=[stopper] if stopper else ()).run()
@@ -230,11 +293,13 @@ def ema_timescale_lambda(config: Config | dict[str, Any], budget: int, *,
         λ = 1 / (fraction · Φ(T)),   Φ(T) = Σ η_t/(1 − μ)   (= 1/(fraction·η·T) at constant η).
 
     This is the λ_pred = c·η/Φ(T) of :func:`predict_lambda` with c·η *fixed* at 1/fraction
-    instead of measured. Their paper gives a range (τ between one epoch and the whole run),
-    not a fraction; 0.25 (c·η = 4) is our choice, stated wherever the baseline is reported."""
+    instead of measured; Φ(T) is that of the run with ``steps = budget``
+    (:func:`full_run_time`: a learning-rate schedule is laid out over the budget). Their paper
+    gives a range (τ between one epoch and the whole run), not a fraction; 0.25 (c·η = 4) is
+    our choice, stated wherever the baseline is reported."""
     cfg = make_config(config)
     _check_budget(budget)
     if not (isinstance(fraction, (int, float)) and math.isfinite(fraction)
             and 0 < fraction <= 1):
         raise ConfigError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    return 1.0 / (fraction * effective_time(cfg, budget))
+    return 1.0 / (fraction * full_run_time(cfg, budget))

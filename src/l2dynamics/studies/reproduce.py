@@ -23,8 +23,10 @@ from l2dynamics.studies.suite import SUITES, Entry, load_suite
 __all__ = ["SUITES", "reproduce", "run_entry", "store_runs"]
 
 
-def run_entry(entry: Entry, ctx: Context, command: str) -> dict[str, Any]:
-    """One suite entry as a report entry (status "failed" with the error if it raises)."""
+def run_entry(entry: Entry, ctx: Context, command: str,
+              changelog: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """One suite entry as a report entry (status "failed" with the error if it raises), with
+    where its design is fixed and every recorded change of it made after looking at results."""
     import time
 
     from l2dynamics.studies.registry import get_study
@@ -32,7 +34,12 @@ def run_entry(entry: Entry, ctx: Context, command: str) -> dict[str, Any]:
     study = get_study(entry.study)
     record: dict[str, Any] = {"key": entry.key, "study": entry.study,
                               "title": entry.title or study.title, "paper": study.paper,
-                              "command": f"{command} --only {entry.key}"}
+                              "command": f"{command} --only {entry.key}",
+                              "design_source": f"studies/suites/{ctx.suite}.yaml, entry "
+                                               f"{entry.key!r}: the study's defaults with "
+                                               f"{len(entry.params)} parameter(s) set there",
+                              "design_history": [dict(c) for c in changelog
+                                                 if c.get("study") == entry.key]}
     start = time.perf_counter()
     try:
         params = make_params(study.Params, entry.params)
@@ -87,7 +94,7 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
 
     for entry in entries:
         log(f"== {entry.key}: {entry.title or get_study(entry.study).title}")
-        record = run_entry(entry, ctx, command)
+        record = run_entry(entry, ctx, command, spec.changelog)
         log(f"   {entry.key}: {record['status']} in {record['wall_seconds']:.0f} s")
         records.append(record)
     summary = {"suite": suite, "created": datetime.now(UTC).isoformat(timespec="seconds"),

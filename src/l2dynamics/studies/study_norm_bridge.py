@@ -63,9 +63,16 @@ class NormBridgeStudy(Study):
 
 
 def bridge_claims(res: dict[str, Any]) -> list[Claim]:
+    """Per norm, the t* slope claim of :func:`analysis.tstar.tstar_fits` (margin, budget check
+    and its note) on that norm's runs."""
     claims = []
     for norm, part in res["norms"].items():
         fit = dict(part["fit"])
-        claims.append(slope_claim(f"CNN {'without' if norm == 'none' else 'with'} BN: "
-                                  "t* ∝ 1/λ", {**fit, "points": fit.get("used", 0)}, -1.0))
+        label = f"CNN {'without' if norm == 'none' else 'with'} BN: t* ∝ 1/λ"
+        claim = slope_claim(label, {**fit, "points": fit.get("used", 0)}, -1.0)
+        if fit.get("verdict") and fit["verdict"] != claim.verdict:  # e.g. t* moved with budget
+            claim.verdict = fit["verdict"]
+        if fit.get("note"):
+            claim.measured += f" — {fit['note']}"
+        claims.append(claim)
     return claims

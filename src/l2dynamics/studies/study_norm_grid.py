@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from l2dynamics.analysis.verdicts import Claim
+from l2dynamics.analysis.verdicts import Claim, slope_margin, slope_rule
 from l2dynamics.config.constraints import Int, Ints, PlainMapping
 from l2dynamics.studies.base import TEXT, VL, Context, Figure, Study, param, table
 from l2dynamics.studies.study_norm_equilibrium import NORM_MINI
@@ -112,18 +112,27 @@ class NormGridStudy(Study):
 
 def grid_claims(opt: str, summary: dict[str, Any]) -> list[Claim]:
     """The exponent and collapse claims of one optimizer's :func:`collapse_summary`."""
+    from l2dynamics.studies.norms import EFFECTIVE_LR_EXPONENTS
+
     law = LAWS[opt]
     fit = summary.get("fit_gbar_normalized")
     claims = []
     if fit:
-        ok = fit["p_holds"] and fit["q_holds"]
+        p0, q0 = EFFECTIVE_LR_EXPONENTS[opt]
+        rules = [slope_rule(*fit["ci_p"], p0, slope_margin(p0)),
+                 slope_rule(*fit["ci_q"], q0, slope_margin(q0))]
+        verdict = ("does not hold" if "does not hold" in rules else "holds"
+                   if rules == ["holds", "holds"] else "undetermined"
+                   if "undetermined" in rules else "consistent")
+        (pl, ph), (ql, qh) = slope_margin(p0), slope_margin(q0)
         claims.append(Claim(
-            f"{opt}: equilibrium effective LR × ‖ḡ‖^a ∝ {law} (both exponents' CIs hold the "
-            "prediction)", f"η^{fit['p']:.3f} λ^{fit['q']:.3f} over {fit['n']} relaxed runs"
-            + (f"; supports {fit['supports']}" if "supports" in fit else ""),
-            "holds" if ok else "does not hold",
-            f"p [{fit['ci_p'][0]:.3f}, {fit['ci_p'][1]:.3f}], q [{fit['ci_q'][0]:.3f}, "
-            f"{fit['ci_q'][1]:.3f}]"))
+            f"{opt}: equilibrium effective LR × ‖ḡ‖^a ∝ {law} (both exponents' intervals inside "
+            "a margin of ×1.25 around the prediction)",
+            f"η^{fit['p']:.3f} λ^{fit['q']:.3f} over {fit['n']} relaxed runs"
+            + (f"; supports {fit['supports']}" if "supports" in fit else ""), verdict,
+            f"95 % t-intervals of the exponents, n = {fit['n']} runs: p [{fit['ci_p'][0]:.3f}, "
+            f"{fit['ci_p'][1]:.3f}] (margin [{pl:.3f}, {ph:.3f}]), q [{fit['ci_q'][0]:.3f}, "
+            f"{fit['ci_q'][1]:.3f}] (margin [{ql:.3f}, {qh:.3f}])"))
     else:
         claims.append(Claim(f"{opt}: equilibrium effective LR ∝ {law}",
                             str(summary.get("fit_gbar_normalized_error", "no fit")),

@@ -4,6 +4,12 @@ zero-cost EMA-timescale rule (:func:`~l2dynamics.studies.predict.ema_timescale_l
 
 A tool more than a test of a claim: it judges nothing (the ``tuning`` study compares the
 prediction with a grid search), and reports λ_pred, its interval, the probes and their cost.
+
+With a learning-rate schedule the probes run at its *initial* η (warm-up kept, then constant
+``lr``: a step or cosine decay squeezed into a short probe would change η during it), and the
+full run's effective time Φ_full(T) lays the schedule out over the budget T, whatever ``steps``
+the base config holds. The interval of λ_pred is the seeds' small-sample interval of t*_ref
+(t-interval for ≥ 3 usable seeds, seed range for 2), named in the description.
 """
 
 from __future__ import annotations
@@ -66,14 +72,16 @@ class PredictStudy(Study):
                               progress=ctx.log)
         ema = ema_timescale_lambda(cfg, params.budget, fraction=params.ema_fraction)
         cost = f"probe compute {pred.probe_steps} steps = {pred.compute_fraction:.2f} of one run"
-        found = (f"λ_pred = {pred.lam:.3g} [{pred.lam_low:.3g}, {pred.lam_high:.3g}] for T = "
-                 f"{params.budget} (c·η = λ_ref·η·t* = {pred.c_eta:.3g}, t*_ref = "
-                 f"{pred.tstar_ref:.0f} steps at λ_ref = {pred.lam_ref:.3g})" if pred.ok
+        found = (f"λ_pred = {pred.lam:.3g} {_interval_text(pred)} for T = {params.budget} "
+                 f"(c·η = λ_ref·Φ(t*) = {pred.c_eta:.3g}, t*_ref = {pred.tstar_ref:.0f} steps "
+                 f"at λ_ref = {pred.lam_ref:.3g})" if pred.ok
                  else f"no prediction: {pred.message}")
-        what = (f"{cfg.model} on {cfg.dataset}, {cfg.optimizer} η = {cfg.lr:g}, T = "
-                f"{params.budget} steps; probes of {params.probe_k:g}/(ηλ) steps, "
-                f"{len(params.seeds)} seeds, t* = {params.estimator}. {found}; {cost}. The "
-                f"zero-cost EMA-timescale rule gives λ = {ema:.3g}.")
+        schedule = ("" if cfg.lr_schedule == "constant" else
+                    f", its {cfg.lr_schedule} schedule laid out over T")
+        what = (f"{cfg.model} on {cfg.dataset}, {cfg.optimizer} η = {cfg.lr:g}{schedule}, T = "
+                f"{params.budget} steps; probes of {params.probe_k:g}/(ηλ) steps at "
+                f"{pred.probe_schedule}, {len(params.seeds)} seeds, t* = {params.estimator}. "
+                f"{found}; {cost}. The zero-cost EMA-timescale rule gives λ = {ema:.3g}.")
         return PredictResult(pred, ema, what, {"base": cfg.to_dict(), "budget": params.budget})
 
     def claims(self, result: PredictResult) -> list[Claim]:
@@ -96,7 +104,7 @@ class PredictStudy(Study):
             "fit train": f"{sum(a.fits_train)}/{len(a.fits_train)}",
             "censored": sum(a.censored)} for a in p.attempts])
         rows = [{"rule": "one short run", "λ": p.lam if p.ok else None,
-                 "interval": f"[{p.lam_low:.3g}, {p.lam_high:.3g}]" if p.ok else "",
+                 "interval": _interval_text(p) if p.ok else "",
                  "cost (runs)": p.compute_fraction,
                  "note": f"c·η = {p.c_eta:.3g}, t*_ref = {p.tstar_ref:.0f} at λ_ref = "
                          f"{p.lam_ref:.3g}" if p.ok else p.message},
@@ -109,3 +117,12 @@ class PredictStudy(Study):
         for a in summary["attempts"]:
             a.pop("histories")
         return {"prediction": {**summary, "ema_timescale_lambda": result.ema_lambda}}
+
+
+def _interval_text(pred: Any) -> str:
+    """E.g. "[0.004, 0.006] (95 % t-interval, 3 seeds)"; "(single seed, no interval)"."""
+    if pred.interval_method == "single seed":
+        return "(single seed, no interval)"
+    level = "95 % " if pred.interval_method == "t-interval" else ""
+    return (f"[{pred.lam_low:.3g}, {pred.lam_high:.3g}] ({level}{pred.interval_method}, "
+            f"{pred.seeds} seeds)")

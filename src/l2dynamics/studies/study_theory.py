@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from l2dynamics.analysis.times import VERDICT_WORDS
 from l2dynamics.analysis.verdicts import Claim, slope_claim
 from l2dynamics.studies.base import LG, Context, Figure, Study, table
 from l2dynamics.studies.theory import TheoryStudy
@@ -37,7 +36,7 @@ class TheoryUnit(Study):
         return result
 
     def claims(self, result: Any) -> list[Claim]:
-        return theory_claims(result.fits, result.time_verdict, result.comparisons,
+        return theory_claims(result.fits, result.network_time_fits, result.comparisons,
                              result.time_labels)
 
     def figures(self, result: Any, ctx: Context) -> list[Figure]:
@@ -81,10 +80,10 @@ class TheoryUnit(Study):
         summary = result.network_time_summary
         if len(result.study.seeds) > 1 and not summary.empty:
             over_seeds = summary[summary["source"] == "network"]
-            out.append(table("network times over seeds (flow units; mean and 95 % CI; seen = "
-                             "inside the horizon)", over_seeds[["width", "lam", "time", "seen",
-                                                                "seeds", "mean", "low", "high",
-                                                                "lam_t"]]))
+            out.append(table("network times over seeds (flow units; seed mean and its "
+                             "interval; seen = inside the horizon)",
+                             over_seeds[["width", "lam", "time", "seen", "seeds", "interval",
+                                         "mean", "low", "high", "lam_t"]]))
         if not result.time_verdict.empty:
             out.append(table("which times scale as 1/λ (networks vs the flow from their own "
                              "outputs)", result.time_verdict))
@@ -104,10 +103,13 @@ class TheoryUnit(Study):
         return {**{k: v for k, v in frames.items() if not v.empty}, "summary": result.summary}
 
 
-def theory_claims(fits: Any, time_verdict: Any, comparisons: Any,
+def theory_claims(fits: Any, network_fits: Any, comparisons: Any,
                   time_labels: dict[str, str]) -> list[Claim]:
-    """The theory study's claims from its fits table (time, range, slope, ci_low, ci_high,
-    points), the networks' time verdicts and the network/flow comparisons."""
+    """The theory study's claims: the flow's accuracy-peak and loss-minimum times ∝ 1/λ (fits:
+    time, range, slope, ci_low, ci_high, points), each network width's characteristic times
+    ∝ 1/λ (network_fits of :func:`analysis.times.network_time_fits`, source "network"), both
+    with the slope margin of :func:`analysis.verdicts.slope_claim`, and whether wider networks
+    follow the flow more closely."""
     import numpy as np
 
     claims = []
@@ -115,13 +117,14 @@ def theory_claims(fits: Any, time_verdict: Any, comparisons: Any,
         if fit["time"] in ("t_peak", "t_loss_min") and fit["range"] == "all λ":
             claims.append(slope_claim(f"infinite-width flow: {time_labels[fit['time']]} "
                                       "time ∝ 1/λ", fit, -1.0))
-    for row in time_verdict.to_dict(orient="records"):
-        text = str(row.get("network", ""))
-        verdict = ("holds" if text.endswith(VERDICT_WORDS["holds"])
-                   else "undetermined" if "undetermined" in text or text == "—"
-                   else "does not hold")
-        claims.append(Claim(f"network (width {row['width']}): {row['time']} ∝ 1/λ",
-                            text, verdict))
+    rows = network_fits.to_dict(orient="records") if not network_fits.empty else []
+    for fit in (r for r in rows if r["source"] == "network"):
+        claim = slope_claim(f"network (width {fit['width']}): {time_labels[fit['time']]} "
+                            "∝ 1/λ", fit, -1.0)
+        if fit.get("lams", 0) < 2 and claim.verdict != "undetermined":
+            claim.verdict = "undetermined"
+            claim.measured += " (seen at fewer than 2 values of λ)"
+        claims.append(claim)
     if not comparisons.empty:
         worst = comparisons.groupby("width")["loss_rel_err_lazy_max"].max()
         trend = bool(np.all(np.diff(worst.to_numpy()) <= 0)) if len(worst) > 1 else None

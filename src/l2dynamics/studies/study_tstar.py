@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from l2dynamics.analysis.equivalence import groups_equivalence_claim
 from l2dynamics.analysis.peak import ESTIMATORS
-from l2dynamics.analysis.verdicts import Claim, slope_claim, within_noise_claim
-from l2dynamics.config.constraints import Choice, PlainMapping, Real
+from l2dynamics.analysis.verdicts import Claim
+from l2dynamics.config.constraints import Choice, Int, PlainMapping, Real
 from l2dynamics.studies.base import LG, TEXT, Context, Figure, Study, param, table
 
+FLAT_MARGIN = 0.01  # "hardly depends on λ": no two λ differ by a point of peak accuracy or more
 MINI_SWEEP = {
     "name": "mini-tstar",
     "base": {"dataset": "mnist1d", "n_train": 1000, "n_test": 4000, "model": "fc", "width": 128,
@@ -44,6 +46,9 @@ class TstarParams:
                         "a packaged paper config to run instead of `sweep` (scaled by "
                         "--steps-scale and --subset; needs --data-dir)")
     estimator: str = param("onset", Choice(ESTIMATORS), "t* estimator")
+    fixed_budget: int = param(0, Int(ge=0),
+                              "a second arm in which every λ runs this many steps (0: none); "
+                              "its t* cannot be shaped by a budget ∝ 1/λ", unit="steps")
     split_by: str = param("", TEXT,
                           "a grid key whose values are analysed separately (e.g. norm)")
     train_threshold: float = param(0.99, Real(gt=0.0, le=1.0),
@@ -100,22 +105,10 @@ class TstarStudy(Study):
             what = paper_what(ctx, params.description, params.config, spec)
         else:
             spec, what = dict(params.sweep), params.description
-        if not params.split_by:
-            parts = [self._part(ctx, spec, "", params)]
-            return TstarResult(parts, params.estimator, what, {"sweep": spec})
-        grid = dict(spec.get("grid", {}))
-        values = grid.pop(params.split_by, None)
-        if not values:
-            from l2dynamics.errors import ConfigError
-
-            raise ConfigError(f"split_by {params.split_by!r} is not a key of the sweep's grid")
         parts, design = [], {}
-        for value in values:
-            part_spec = {**spec, "grid": grid, "name": f"{spec.get('name', 'tstar')}-{value}",
-                         "base": {**spec["base"], params.split_by: value}}
-            label = "(no BN) " if value == "none" else f"({str(value).upper()}) "
+        for label, part_spec in arms(spec, params.split_by, params.fixed_budget):
             parts.append(self._part(ctx, part_spec, label, params))
-            design[str(value)] = part_spec
+            design[label.strip(" ()") or "sweep"] = part_spec
         return TstarResult(parts, params.estimator, what, design)
 
     @staticmethod
@@ -154,15 +147,16 @@ class TstarStudy(Study):
 
         figs = []
         for part in result.parts:
-            tag = part.label.strip(" ()").replace(" ", "_").replace("=", "")
+            tag = _tag(part.label)
             name, label = (f"_{tag}" if tag else ""), part.label.strip()
             est = result.estimator
             summary = tstar_summary(part.table, estimator=est)
             fits = tstar_fits(part.table, estimator=est)
             figs.append(Figure(plot_tstar(part.table, summary, fits,
                                           ctx.figure(f"tstar{name}.png"), estimator=est),
-                               f"{label} t* against λ (runs, seed means with CIs, the fit and a "
-                               "slope −1 guide) and the peak accuracy against λ".strip()))
+                               f"{label} t* against λ (runs, seed means with their intervals — the "
+                               "method and n in the right panel's title —, the fit and a slope "
+                               "−1 guide) and the peak accuracy against λ".strip()))
             if part.curves is not None and not part.curves.empty:
                 figs.append(Figure(plot_collapse(part.curves, ctx.figure(f"collapse{name}.png")),
                                    f"{label} test accuracy against step, λ·step and λ·η·step: "
@@ -175,8 +169,9 @@ class TstarStudy(Study):
         out = []
         for part in result.parts:
             summary = tstar_summary(part.table, estimator=result.estimator)
-            shown = summary[["lr", "lam", "seeds", "tstar", "tstar_low", "tstar_high", "c",
-                             "peak_acc", "all_fit_train", "any_peak_at_end"]]
+            shown = summary[["lr", "lam", "seeds", "interval", "tstar", "tstar_low",
+                             "tstar_high", "c_eta", "peak_acc", "peak_acc_low", "peak_acc_high",
+                             "all_fit_train", "any_peak_at_end"]]
             out.append(table(f"{part.label}t* and peak accuracy per λ".strip(), shown))
         return out
 
@@ -186,7 +181,7 @@ class TstarStudy(Study):
         out: dict[str, Any] = {}
         est = result.estimator
         for part in result.parts:
-            tag = part.label.strip(" ()").replace(" ", "_").replace("=", "")
+            tag = _tag(part.label)
             name = f"_{tag}" if tag else ""
             out[f"tstar_runs{name}"] = part.table
             out[f"tstar_summary{name}"] = tstar_summary(part.table, estimator=est)
@@ -197,25 +192,51 @@ class TstarStudy(Study):
         return out
 
 
+def _tag(label: str) -> str:
+    """A part's label as an ASCII file-name fragment: "(every λ at 20000 steps) " →
+    "every_lam_at_20000_steps"."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "_", label.replace("λ", "lam")).strip("_")
+
+
+def arms(spec: dict[str, Any], split_by: str = "", fixed_budget: int = 0
+         ) -> list[tuple[str, dict[str, Any]]]:
+    """(label, sweep) of every analysis of a t* design: the sweep itself, or one per value of
+    its grid key `split_by`; and with `fixed_budget` > 0, each again with every λ run to the
+    same `fixed_budget` steps (the arm whose t* no budget ∝ 1/λ can shape)."""
+    from l2dynamics.errors import ConfigError
+
+    splits: list[tuple[str, dict[str, Any]]] = [("", dict(spec))]
+    if split_by:
+        grid = dict(spec.get("grid", {}))
+        values = grid.pop(split_by, None)
+        if not values:
+            raise ConfigError(f"split_by {split_by!r} is not a key of the sweep's grid")
+        splits = [("(no BN) " if v == "none" else f"({str(v).upper()}) ",
+                   {**spec, "grid": grid, "name": f"{spec.get('name', 'tstar')}-{v}",
+                    "base": {**spec["base"], split_by: v}}) for v in values]
+    out = []
+    for label, part in splits:
+        if spec.get("budget") or not fixed_budget:
+            out.append((label, part))
+        if fixed_budget:
+            # the same sweep name: a run whose budget already was `fixed_budget` is reused
+            fixed = {k: v for k, v in part.items() if k != "budget"}
+            fixed["base"] = {**part["base"], "steps": int(fixed_budget)}
+            out.append((f"{label}(every λ at {fixed_budget} steps) ", fixed))
+    return out
+
+
 def part_claims(part: TstarPart, estimator: str) -> list[Claim]:
-    """The t* claims of one set of runs (a runs table as :func:`tstar_table` makes it)."""
-    from l2dynamics.analysis.tstar import tstar_fits, tstar_summary, tstar_verdict
+    """The t* claims of one set of runs (a runs table as :func:`tstar_table` makes it): the
+    slope per η with its margin and budget check, "some λ > 0 beats λ = 0", "flat in small λ"
+    (:func:`analysis.tstar.tstar_claims`), whether the accuracy peaks, and whether the
+    performance at t* hardly depends on λ (an equivalence test with a margin of 1 point)."""
+    from l2dynamics.analysis.tstar import tstar_claims
 
     label, runs = part.label, part.table
-    summary = tstar_summary(runs, estimator=estimator)
-    fits = tstar_fits(runs, estimator=estimator)
-    verdict = tstar_verdict(runs, estimator=estimator)
-    claims = []
-    for fit in fits.to_dict(orient="records"):
-        c = slope_claim(f"{label}t* ∝ 1/λ (slope −1 of log t* vs log λ, η = {fit['lr']:g})",
-                        {**fit, "points": fit.get("used", 0)}, -1.0)
-        c.measured += f"; c·η = λ·η·t* = {fit['c_eta']:.3g}"
-        claims.append(c)
-    for row in verdict.to_dict(orient="records")[len(fits):]:
-        word = str(row["holds"])
-        claims.append(Claim(label + row["claim"], row["measured"],
-                            "holds" if word == "yes" else "undetermined"
-                            if word.startswith("undetermined") else "does not hold"))
+    claims = tstar_claims(runs, estimator, label)
     fitting = runs[(runs["lam"] > 0) & runs["fits_train"]]
     if len(fitting):
         falls = int((~fitting["censored_smoothed"]).sum())
@@ -224,13 +245,9 @@ def part_claims(part: TstarPart, estimator: str) -> list[Claim]:
             "maximum inside the budget)",
             f"{falls} of {len(fitting)} fitting runs (λ > 0) show such a peak",
             "holds" if falls > len(fitting) / 2 else "does not hold"))
-    positive = summary[(summary["lam"] > 0) & summary["all_fit_train"]]
-    if len(positive) >= 2:
-        spread = float(positive["peak_acc"].max() - positive["peak_acc"].min())
-        noise = float(positive["test_noise_se"].mean())
-        c = within_noise_claim(
-            f"{label}performance at t* hardly depends on λ (peak accuracies of the λ that fit "
-            "their data within 3 test-noise SE of each other)", spread, noise, 3.0)
-        c.measured = c.measured.replace("; ", f" over {len(positive)} λ; ", 1)
-        claims.append(c)
+    groups = {float(lam): g["peak_acc"].dropna().to_list() for lam, g in fitting.groupby("lam")}
+    if len(groups) >= 2:
+        claims.append(groups_equivalence_claim(
+            f"{label}performance at t* hardly depends on λ (every pair of λ that fit their data "
+            "within ±1 point of peak accuracy)", groups, FLAT_MARGIN, what="peak accuracy"))
     return claims

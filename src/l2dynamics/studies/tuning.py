@@ -272,6 +272,11 @@ def _optuna(task: TuningTask, runner: _Runner, n_trials: int) -> MethodResult:
                                "note": "best trial's test accuracy (selection on test)"})
 
 
+# the version of predict_lambda's recipe: a cached prediction made by another recipe is redone
+# (2: Φ of the full run at the budget's own schedule, constant-η probes, t-intervals)
+PREDICTION_RECIPE = 2
+
+
 def _cached_prediction(task: TuningTask, cache_dir: str | Path | None,
                        log: Callable[[str], None], **options: Any
                        ) -> tuple[LambdaPrediction, dict[str, Any]]:
@@ -279,7 +284,7 @@ def _cached_prediction(task: TuningTask, cache_dir: str | Path | None,
     suffix = "".join(f"_{k}{v:g}" for k, v in sorted(options.items()))
     path = Path(cache_dir) / f"{task.name}_prediction{suffix}.json" if cache_dir else None
     key = json.dumps({"base": task.base, "budget": task.budget, "seeds": list(task.seeds),
-                      **options}, sort_keys=True)
+                      "recipe": PREDICTION_RECIPE, **options}, sort_keys=True)
     if path is not None and path.is_file():
         data = json.loads(path.read_text())
         if data.get("key") == key:
@@ -303,7 +308,8 @@ def _prediction_dict(pred: LambdaPrediction) -> dict[str, Any]:
             "lam_ref": pred.lam_ref, "tstar_ref": pred.tstar_ref, "c_eta": pred.c_eta,
             "budget": pred.budget, "probe_steps": pred.probe_steps,
             "compute_fraction": pred.compute_fraction, "estimator": pred.estimator,
-            "message": pred.message, "attempt_table": table}
+            "message": pred.message, "interval_method": pred.interval_method,
+            "seeds": pred.seeds, "probe_schedule": pred.probe_schedule, "attempt_table": table}
 
 
 SHIFTS = (0.5, 1.0, 2 ** 0.5, 2.0, 2 ** 1.5, 4.0, 10.0)
