@@ -352,29 +352,36 @@ def block_tstar_sweep(data: Mapping[str, Any], source: str, estimator: str = "on
     est = data[estimator]
     rows = []
     for r in est["summary"]:
-        lam_eta_t = "—" if not r["lam"] else fmt(r["lam"] * r["lr"] * r["tstar"])
         rows.append([fmt(r["lr"]), fmt(r["lam"]),
-                     f"{fmt(r['tstar'])} {ci(r['tstar_low'], r['tstar_high'])}", lam_eta_t,
+                     f"{fmt(r['tstar'])} {ci(r['tstar_low'], r['tstar_high'])}",
+                     "—" if not r["lam"] else fmt(r.get("c_eta")),
                      f"{fmt(r['peak_acc'], 4)} {ci(r['peak_acc_low'], r['peak_acc_high'], 4)}",
+                     f"{r.get('interval', '')}, n = {r.get('seeds', '')}",
                      fmt(r["all_fit_train"]), fmt(r["any_peak_at_end"])])
     fits = [[fmt(f["lr"]), f"{fmt(f['slope'])} {ci(f['ci_low'], f['ci_high'])}", fmt(f["r2"]),
              f"{f['used']} of {f['runs']}", str(f["excluded_underfit"]),
-             str(f["excluded_censored"]),
+             str(f["excluded_censored"]), str(f.get("budget_dependent", "")),
              f"{fmt(f['c_eta'])} {ci(f['c_eta_low'], f['c_eta_high'])}",
-             f["verdict"]] for f in est["fits"]]
-    verdicts = [[v["claim"], v["measured"], v["holds"]] for v in est["verdict"]]
+             verdict_label(f["verdict"])] for f in est["fits"]]
+    verdicts = [[v["claim"], v["measured"] + (f" — {v['note']}" if v.get("note") else ""),
+                 v.get("ci") or "", verdict_label(v["verdict"])] for v in est["verdict"]]
     other = [k for k in data if isinstance(data[k], Mapping) and "fits" in data[k]
              and k != estimator]
     censored = "; ".join(f"`{k}`: {sum(f['used'] for f in data[k]['fits'])} usable runs"
                          for k in other)
     return (generated_line(source, when=f"{data.get('date', '')}, {data.get('machine', '')}",
                            command=data.get("command"))
-            + f"\n\nEstimator `{estimator}`; 95 % CIs over seeds.\n\n"
-            + md_table(["η", "λ", "t* (steps) [95 % CI]", "λ·η·t*", "peak test acc [95 % CI]",
-                        "fits train", "peak at end"], rows)
-            + "\n\n" + md_table(["η", "slope of log t* vs log λ [CI]", "R²", "runs used",
-                                 "under-fitting", "censored", "c·η [CI]", "slope verdict"], fits)
-            + "\n\n" + md_table(["paper claim", "measured", "holds here?"], verdicts)
+            + f"\n\nEstimator `{estimator}`. Per-λ intervals over seeds: a 95 % t-interval "
+              "for n ≥ 3 seeds, the seed range for n = 2 (the method and n are in each row). "
+              "c·η = λ·Φ(t*), Φ the physical time Σ η_t/(1 − μ).\n\n"
+            + md_table(["η", "λ", "t* (steps) [interval]", "c·η = λ·Φ(t*)",
+                        "peak test acc [interval]", "interval", "fits train", "peak at end"],
+                       rows)
+            + "\n\n" + md_table(["η", "slope of log t* vs log λ [95 % t-interval]", "R²",
+                                 "runs used", "under-fitting", "censored",
+                                 "t* moved with budget", "c·η [interval]", "slope verdict"],
+                                fits)
+            + "\n\n" + md_table(["paper claim", "measured", "interval", "verdict"], verdicts)
             + (f"\n\nThe other estimators on the same runs: {censored}." if censored else ""))
 
 
@@ -643,8 +650,8 @@ def _config_keys_fallback() -> str:
 
 # --- study pages ----------------------------------------------------------------------------------
 
-VERDICTS = {"holds": "✅ holds", "does not hold": "❌ does not hold",
-            "undetermined": "❔ undetermined"}
+VERDICTS = {"holds": "✅ holds", "consistent": "🟨 consistent, too imprecise to confirm",
+            "does not hold": "❌ does not hold", "undetermined": "❔ undetermined"}
 
 
 def verdict_label(verdict: Any) -> str:
@@ -849,10 +856,12 @@ def render_suite_overview(summary: Mapping[str, Any], *, suite: str, source: str
         c = verdict_counts([s])
         rows.append([f"[{_cell(s.get('title') or s['key'])}]({suite}/{s['key']}.md)",
                      f"`{s['key']}`", s.get("paper", ""), s.get("status", ""),
-                     str(c.get("holds", 0)), str(c.get("does not hold", 0)),
+                     str(c.get("holds", 0)), str(c.get("consistent", 0)),
+                     str(c.get("does not hold", 0)),
                      str(c.get("undetermined", 0)), _seconds(s.get("wall_seconds")),
                      _seconds(cold.get(s["key"])) if s["key"] in cold else "—"])
-    out.append(md_table(["study", "key", "paper", "status", "holds", "does not hold",
+    out.append(md_table(["study", "key", "paper", "status", "holds", "consistent",
+                         "does not hold",
                          "undetermined", "wall time", "cold run"], rows))
     problems = (summary.get("runs") or {}).get("problems") or []
     if problems:
