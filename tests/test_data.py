@@ -88,7 +88,7 @@ def one_line(excinfo) -> str:
 
 
 def test_names_and_unknown_name():
-    assert DATASET_NAMES == ("digits", "mnist1d", "teacher", "mnist", "cifar10")
+    assert DATASET_NAMES == ("digits", "mnist1d", "teacher", "mnist", "fashion_mnist", "cifar10")
     with pytest.raises(ConfigError) as e:
         load_dataset("imagenet")
     assert all(n in one_line(e) for n in DATASET_NAMES)

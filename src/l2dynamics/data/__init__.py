@@ -3,7 +3,9 @@
 ``load_dataset(name, ...)`` returns a :class:`Dataset` whose splits are already subset
 (class-balanced), cast, normalized with training-set statistics, and moved to ``device``.
 Offline datasets (``digits``, ``mnist1d``, ``teacher``) need no files; ``mnist`` and
-``cifar10`` read the standard files from :func:`resolve_data_dir` (optionally downloading them).
+``cifar10`` read the standard files from :func:`resolve_data_dir` (optionally downloading them);
+``fashion_mnist`` reads them from there or from where Debian's ``dataset-fashion-mnist``
+package installs them (never downloaded).
 
 This module imports neither torch nor numpy: the registry names its loaders and augmentations
 (which need them) and imports them when a dataset is loaded, and finds files with ``locate``, so
@@ -92,6 +94,15 @@ _REGISTRY: dict[str, _Spec] = {
         locate.MNIST_FILES,
         locate.find_mnist,
         locate.missing_mnist,
+    ),
+    "fashion_mnist": _Spec(
+        "files",
+        "Fashion-MNIST 60000/10000 28x28 grey images of clothes, 10 classes, from the IDX files "
+        "(plain or .gz); apt-get install dataset-fashion-mnist",
+        "files.load_fashion_mnist",
+        locate.FASHION_MNIST_FILES,
+        locate.find_fashion_mnist,
+        locate.missing_fashion_mnist,
     ),
     "cifar10": _Spec(
         "files",

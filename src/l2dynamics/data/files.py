@@ -1,5 +1,5 @@
-"""Readers for the standard MNIST (IDX) and CIFAR-10 (python pickle batches) files, with an
-optional download.
+"""Readers for the standard MNIST and Fashion-MNIST (IDX) and CIFAR-10 (python pickle batches)
+files, with an optional download (MNIST and CIFAR-10 only).
 
 Where the files are expected is ``locate`` (light: ``l2dynamics datasets`` needs only that).
 No torchvision: the formats are parsed here and every deviation from them (wrong magic, wrong
@@ -30,9 +30,12 @@ from l2dynamics.data.locate import (
     CIFAR10_FILES,
     MNIST_FILES,
     cifar10_dirs,
+    fashion_mnist_dirs,
     find_cifar10,
+    find_fashion_mnist,
     find_mnist,
     missing_cifar10,
+    missing_fashion_mnist,
     missing_mnist,
     mnist_dirs,
     mnist_path,
@@ -83,17 +86,18 @@ def read_idx(path: Path, magic: int, *, what: str = "mnist") -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()  # writable
 
 
-def _read_mnist_split(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
-    x = read_idx(images, IDX_IMAGES)
+def _read_mnist_split(images: Path, labels: Path,
+                      what: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    x = read_idx(images, IDX_IMAGES, what=what)
     if len(x) == 0:
-        raise DataError(f"mnist: {images} holds 0 images; expected at least 1")
+        raise DataError(f"{what}: {images} holds 0 images; expected at least 1")
     if x.shape[1:] != (28, 28):
-        raise DataError(f"mnist: {images} holds {x.shape[1]}x{x.shape[2]} images, expected 28x28")
-    y = read_idx(labels, IDX_LABELS)
+        raise DataError(f"{what}: {images} holds {x.shape[1]}x{x.shape[2]} images, expected 28x28")
+    y = read_idx(labels, IDX_LABELS, what=what)
     if len(x) != len(y):
-        raise DataError(f"mnist: {images} has {len(x)} images but {labels} has {len(y)} labels")
+        raise DataError(f"{what}: {images} has {len(x)} images but {labels} has {len(y)} labels")
     if len(y) and y.max() > 9:
-        raise DataError(f"mnist: {labels} has label {int(y.max())}, expected labels 0..9")
+        raise DataError(f"{what}: {labels} has label {int(y.max())}, expected labels 0..9")
     return x[:, None], y  # (n, 1, 28, 28) channels first
 
 
@@ -118,6 +122,36 @@ def load_mnist(
     x_tr, y_tr = _read_mnist_split(paths[MNIST_FILES[0]], paths[MNIST_FILES[1]])
     x_te, y_te = _read_mnist_split(paths[MNIST_FILES[2]], paths[MNIST_FILES[3]])
     return _raw("mnist", x_tr, y_tr, x_te, y_te, {"source": str(paths[MNIST_FILES[0]].parent)})
+
+
+def load_fashion_mnist(
+    *,
+    n_train: int | None,
+    n_test: int | None,
+    seed: int,
+    data_dir: Path,
+    download: bool,
+) -> Dataset:
+    """Fashion-MNIST from the four standard IDX files (each plain or .gz, the same names and
+    format as MNIST) in ``<data_dir>/fashion_mnist/``, ``<data_dir>``, or where Debian's package
+    ``dataset-fashion-mnist`` installs them (``/usr/share/datasets/fashion-mnist``). Never
+    downloaded (``download`` is ignored): a missing dataset is a one-line DataError saying how
+    to get it."""
+    paths = find_fashion_mnist(data_dir)
+    if paths is None:
+        raise DataError(_fashion_missing_message(data_dir))
+    what = "fashion_mnist"
+    x_tr, y_tr = _read_mnist_split(paths[MNIST_FILES[0]], paths[MNIST_FILES[1]], what)
+    x_te, y_te = _read_mnist_split(paths[MNIST_FILES[2]], paths[MNIST_FILES[3]], what)
+    return _raw(what, x_tr, y_tr, x_te, y_te, {"source": str(paths[MNIST_FILES[0]].parent)})
+
+
+def _fashion_missing_message(data_dir: Path) -> str:
+    name = missing_fashion_mnist(data_dir)[0]
+    where = " or ".join(str(d) for d in fashion_mnist_dirs(data_dir))
+    return (f"fashion_mnist: expected file '{name}' or '{name}.gz' in {where}; get it with "
+            "'apt-get install dataset-fashion-mnist' (Debian/Ubuntu), or put the four "
+            "Fashion-MNIST IDX files in one of those folders (set --data-dir or L2DYNAMICS_DATA)")
 
 
 def _mnist_missing_message(data_dir: Path, failure: str | None = None) -> str:
