@@ -9,31 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from autol2_reference import released_rule
 from l2dynamics import AutoL2, ConfigError, L2Penalty
 from l2dynamics.l2 import StepSchedule, decay_param_groups
-
-
-def released_rule(measurements, lam0, factor, delay, meas_step=10):
-    """A line-by-line transcription of google/autol2's loop (jax_wideresnet_exps.py): λ used
-    after each measurement, measurements taken at steps 0, meas_step, 2·meas_step, …"""
-    curr, idel0 = lam0, 0
-    train_lm, train_acc, out = [], [], []
-    maxacc = minloss = None
-    for k, (lm, acc) in enumerate(measurements):
-        i = k * meas_step
-        train_lm.append(lm)
-        train_acc.append(acc)
-        if (i > delay / curr + idel0 and len(train_lm) > 2
-                and ((minloss <= train_lm[-1] and minloss <= train_lm[-2])
-                     or (maxacc >= train_acc[-1] and maxacc >= train_acc[-2]))):
-            curr, idel0 = curr / factor, i
-        elif len(train_lm) >= 2:
-            if maxacc is None:
-                maxacc, minloss = train_acc[-2], train_lm[-2]
-            else:
-                maxacc, minloss = max(train_acc[-2], maxacc), min(train_lm[-2], minloss)
-        out.append(curr)
-    return out
 
 
 def _model():
@@ -51,7 +29,8 @@ def test_matches_the_released_code_on_noisy_training_curves(seed):
     loss = np.round(2.0 * np.exp(-t / rng.uniform(20, 200)) + rng.normal(0, 0.05, n), 2)
     acc = np.round(np.clip(1 - loss / 2 + rng.normal(0, 0.03, n), 0, 1) * 64) / 64
     lam0, factor, delay = rng.choice([0.1, 0.5, 2.0]), rng.choice([10.0, 3.0]), 0.1
-    expected = released_rule(zip(loss, acc, strict=True), lam0, factor, delay)
+    steps = [10 * k for k in range(len(loss))]  # measured every 10 steps from step 0
+    expected = released_rule(list(zip(loss, acc, steps, strict=True)), lam0, factor, delay)
     sched = AutoL2(penalty=L2Penalty([], 0.0), lam0=lam0, factor=factor, refractory=delay)
     got = [sched.step(lm, a, global_step=10 * k) for k, (lm, a) in enumerate(zip(loss, acc,
                                                                                 strict=True))]

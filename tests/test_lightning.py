@@ -5,6 +5,7 @@ import torch
 
 lightning = pytest.importorskip("lightning")
 
+from autol2_reference import released_rule  # noqa: E402
 from l2dynamics.integrations.lightning import AutoL2Callback  # noqa: E402
 from l2dynamics.l2.schedule import AutoL2  # noqa: E402
 
@@ -39,29 +40,6 @@ def _trainer(tmp_path, callback, steps, *, accumulate=1, extra=()):
                              enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, default_root_dir=tmp_path,
                              accumulate_grad_batches=accumulate, callbacks=[callback, *extra])
-
-
-def released_rule(measurements, lam0, factor=10.0, delay=0.1):
-    """google/autol2's loop transcribed line by line (jax_wideresnet_exps.py), independent of
-    l2dynamics: the λ in force after each (loss, accuracy, step) measurement."""
-    curr, idel0 = lam0, None
-    train_lm, train_acc, out = [], [], []
-    maxacc = minloss = None
-    for lm, acc, i in measurements:
-        idel0 = i if idel0 is None else idel0
-        train_lm.append(lm)
-        train_acc.append(acc)
-        if (i > delay / curr + idel0 and len(train_lm) > 2
-                and ((minloss <= train_lm[-1] and minloss <= train_lm[-2])
-                     or (maxacc >= train_acc[-1] and maxacc >= train_acc[-2]))):
-            curr, idel0 = curr / factor, i
-        elif len(train_lm) >= 2:
-            if maxacc is None:
-                maxacc, minloss = train_acc[-2], train_lm[-2]
-            else:
-                maxacc, minloss = max(train_acc[-2], maxacc), min(train_lm[-2], minloss)
-        out.append(curr)
-    return out
 
 
 class RecordingCallback(AutoL2Callback):
