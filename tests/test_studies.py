@@ -302,3 +302,15 @@ def test_a_study_without_its_data_is_refused_before_anything_is_written(tmp_path
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert len(errors) == 1 and "expected file" in errors[0]  # after at most a progress line
     assert not out.exists()
+
+
+def test_the_t_star_description_is_read_from_the_design_that_ran():
+    from l2dynamics.studies.study_tstar import describe_design
+
+    key, study, params = resolve_study("tstar", "mini")
+    text = describe_design(params.sweep, params)
+    assert f"{len(params.sweep['grid']['seed'])} seeds" in text
+    assert f"every λ to {params.fixed_budget} steps" in text
+    fewer = make_params(study.Params, {"sweep.grid.seed": [0, 1], "fixed_budget": 0})
+    assert "2 seeds" in describe_design(fewer.sweep, fewer) and "second arm" not in \
+        describe_design(fewer.sweep, fewer)

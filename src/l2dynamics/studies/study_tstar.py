@@ -32,9 +32,7 @@ MINI_SWEEP = {
     "budget": {"rule": "inverse_lam", "k": 16.0, "physical": True, "min_steps": 1000,
                "max_steps": 20000},
 }
-MINI_TEXT = ("MNIST-1D (1 000 train / 4 000 test), 2×128 ReLU MLP, SGD η = 0.5, batch 128, "
-             "λ ∈ {0, 1.4e-3 … 5.6e-3} (factors of √2), 2 seeds, each λ run to 16/(ηλ) steps, "
-             "at most 20 000 (λ = 0: 20 000); t* = onset of the accuracy plateau")
+MINI_TEXT = "MNIST-1D, 2×128 ReLU MLP, plain SGD; t* = onset of the accuracy plateau"
 
 
 @dataclass
@@ -53,7 +51,8 @@ class TstarParams:
                           "a grid key whose values are analysed separately (e.g. norm)")
     train_threshold: float = param(0.99, Real(gt=0.0, le=1.0),
                                    "a run fits its data when its training accuracy reaches this")
-    description: str = param(MINI_TEXT, TEXT, "what was run, for the report")
+    description: str = param(MINI_TEXT, TEXT, "what was run, in words, for the report (the "
+                             "grid, seeds and budgets are appended from the design itself)")
 
 
 @dataclass
@@ -105,6 +104,7 @@ class TstarStudy(Study):
             what = paper_what(ctx, params.description, params.config, spec)
         else:
             spec, what = dict(params.sweep), params.description
+        what = f"{what}. {describe_design(spec, params)}"
         parts, design = [], {}
         for label, part_spec in arms(spec, params.split_by, params.fixed_budget):
             parts.append(self._part(ctx, part_spec, label, params))
@@ -190,6 +190,27 @@ class TstarStudy(Study):
             if part.curves is not None:
                 out[f"tstar_curves{name}"] = part.curves
         return out
+
+
+def describe_design(spec: dict[str, Any], params: TstarParams) -> str:
+    """The design in words, read from the sweep itself (so it cannot drift from what ran):
+    data sizes, η, the λ grid, the seeds and the budgets of each arm."""
+    base, grid, budget = spec.get("base", {}), spec.get("grid", {}), spec.get("budget") or {}
+    lams = [float(x) for x in grid.get("lam", [base.get("lam", 0.0)])]
+    seeds = grid.get("seed", [base.get("seed", 0)])
+    sizes = ", ".join(f"{base[k]} {k.removeprefix('n_')}" for k in ("n_train", "n_test")
+                      if base.get(k))
+    text = (f"{sizes + ', ' if sizes else ''}η = {base.get('lr', '?')}, batch "
+            f"{base.get('batch_size', '?')}; λ ∈ {{{', '.join(f'{x:g}' for x in lams)}}}; "
+            f"{len(seeds)} seeds")
+    if budget:
+        text += (f"; each λ > 0 run to {budget.get('k', '?')}/(ηλ) steps within "
+                 f"[{budget.get('min_steps', 1)}, {budget.get('max_steps', '∞')}]")
+    elif base.get("steps"):
+        text += f"; {base['steps']} steps for every λ"
+    if params.fixed_budget:
+        text += f"; a second arm runs every λ to {params.fixed_budget} steps"
+    return text + f"; t* estimator: {params.estimator}"
 
 
 def _tag(label: str) -> str:
