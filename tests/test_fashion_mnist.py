@@ -5,10 +5,8 @@ balance, and the published files' checksums."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +20,7 @@ from l2dynamics.cli import app
 from l2dynamics.data import available_datasets, load_dataset, locate
 from l2dynamics.data.locate import FASHION_MNIST_FILES
 from l2dynamics.errors import DataError
+from test_data import make_mnist
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # where the Debian package puts them
 # sha256 of the four files as published (github.com/zalandoresearch/fashion-mnist, data/fashion)
@@ -38,30 +37,10 @@ PUBLISHED_SHA256 = {
 }
 
 
-def _write_idx(path: Path, arr: np.ndarray) -> None:
-    arr = np.asarray(arr, np.uint8)
-    raw = struct.pack(">I", 0x800 + arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    raw += arr.tobytes()
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb") as f:
-            f.write(raw)
-    else:
-        path.write_bytes(raw)
-
-
 def make_fashion(folder: Path, n_train: int = 50, n_test: int = 30, gz: bool = False) -> dict:
-    """The four files in ``folder`` (all .gz or all plain), labels class-balanced and shuffled."""
-    rng = np.random.default_rng(1)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        FASHION_MNIST_FILES[0]: rng.integers(0, 256, (n_train, 28, 28)),
-        FASHION_MNIST_FILES[1]: rng.permutation(np.arange(n_train) % 10),
-        FASHION_MNIST_FILES[2]: rng.integers(0, 256, (n_test, 28, 28)),
-        FASHION_MNIST_FILES[3]: rng.permutation(np.arange(n_test) % 10),
-    }
-    for name, arr in arrays.items():
-        _write_idx(folder / (name + ".gz" * gz), arr)
-    return arrays
+    """The four files in ``folder`` (all .gz or all plain): Fashion-MNIST has MNIST's names and
+    IDX format, so the MNIST test's writer makes them (labels class-balanced and shuffled)."""
+    return make_mnist(folder, n_train, n_test, gz=(gz,) * 4, seed=1)
 
 
 @pytest.fixture
