@@ -104,11 +104,12 @@ def test_driver_refuses_bad_arguments(tmp_path, toy_studies):
     assert not any((tmp_path / n).exists() for n in "abcd")
 
 
-def test_the_mini_suite_runs_every_mini_study_once():
-    keys = suite_mod.load_suite("mini").keys()
+def test_the_mini_and_toy_suites_run_every_mini_study_once():
+    keys = suite_mod.load_suite("mini").keys() + suite_mod.load_suite("toy").keys()
     assert len(keys) == len(set(keys))
-    assert {"tstar", "theory", "tuning", "norm_equilibrium", "norm_traces", "norm_grid",
-            "norm_projection", "norm_bridge"} <= set(keys)
+    assert {"fmnist_tstar", "fmnist_tuning", "fmnist_cnn_bn", "tstar", "theory", "tuning",
+            "norm_equilibrium", "norm_traces", "norm_grid", "norm_projection",
+            "norm_bridge"} == set(keys)
 
 
 def test_cli_reproduce_only_one_study(tmp_path, toy_studies):

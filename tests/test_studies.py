@@ -260,9 +260,11 @@ def test_grid_tuning_bridge_traces_and_theory_claims():
            "prediction": {"ok": True, "lam": 1e-3, "lam_low": 5e-4, "lam_high": 2e-3,
                           "compute_fraction": 0.3}}
     verdicts = [c.verdict for c in tuning_claims(res, ["AutoL2 (paper rule)", "AutoL2 noisy"])]
-    assert verdicts == ["holds", "does not hold", "undetermined"]  # the noisy one: imprecise
+    # first how much L2 matters (no grid table here: undetermined), then the methods; the
+    # noisy AutoL2 is too imprecise to tell
+    assert verdicts == ["undetermined", "holds", "does not hold", "undetermined"]
     res["prediction"] = {"ok": False, "message": "under-fits"}
-    assert tuning_claims(res, [])[0].verdict == "undetermined"
+    assert tuning_claims(res, [])[1].verdict == "undetermined"
 
     part = {"fit": {"slope": -1.0, "ci_low": -1.1, "ci_high": -0.9, "used": 4}}
     wide = {"fit": {"slope": -1.0, "ci_low": -1.3, "ci_high": -0.7, "used": 4}}
@@ -307,7 +309,7 @@ def test_a_study_without_its_data_is_refused_before_anything_is_written(tmp_path
 def test_the_t_star_description_is_read_from_the_design_that_ran():
     from l2dynamics.studies.study_tstar import describe_design
 
-    key, study, params = resolve_study("tstar", "mini")
+    key, study, params = resolve_study("tstar", "toy")
     text = describe_design(params.sweep, params)
     assert f"{len(params.sweep['grid']['seed'])} seeds" in text
     assert f"every λ to {params.fixed_budget} steps" in text

@@ -107,6 +107,8 @@ def _run_row(rec: dict[str, Any], mine: pd.DataFrame | None, *, train_threshold:
            "momentum": momentum, "optimizer": optimizer, "seed": cfg["seed"],
            "steps": cfg["steps"], "last_step": float(steps.max()),
            "peak_acc": est.peak_raw, "peak_acc_smoothed": est.peak_smoothed,
+           # what the run ends with; a diverged run is worth nothing to its user
+           "final_acc": float(values[-1]) if rec["status"] == "finished" else 0.0,
            "fits_train": reaches_train_accuracy(train, train_threshold),
            "test_noise_se": test_noise_se(est.peak_raw, (rec.get("summary") or {}).get(
                "n_test") or cfg.get("n_test"))}

@@ -67,5 +67,5 @@ def studies(key: str | None = typer.Argument(None, help="A study: list its param
     for k in STUDIES:
         study = get_study(k)
         rows.append([k, study.title, study.paper, ", ".join(in_suites[k]) or "—"])
-    print_rows("studies (run one with: l2dynamics study KEY [--suite mini|paper] [--set k=v])",
+    print_rows("studies (run one with: l2dynamics study KEY [--suite SUITE] [--set k=v])",
                ["key", "title", "paper", "suite entries"], rows)

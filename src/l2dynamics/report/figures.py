@@ -417,3 +417,58 @@ def plot_bn_bridge(result: Mapping, path: str | Path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _seed_means(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Per value of `x`: the seed mean of `y` and its interval (analysis.intervals)."""
+    from l2dynamics.analysis.intervals import seed_interval
+
+    out = []
+    for value, group in rows.groupby(x):
+        ci = seed_interval(group[y].to_numpy(float))
+        out.append({x: value, "mean": ci.mean, "low": ci.low, "high": ci.high})
+    return pd.DataFrame(out, columns=[x, "mean", "low", "high"])
+
+
+def plot_cnn_bn(runs: pd.DataFrame, lr: float, iso: list[tuple[float, float]],
+                path: str | Path, *, estimator: str = "onset") -> Path:
+    """The CNN ± BN study: (a) final test accuracy against λ at η = `lr`, λ = 0 drawn at the
+    left edge; (b) t* against λ (runs; × censored or under-fit); (c) final test accuracy of the
+    runs at equal η·λ against η. Seed means with their intervals, one color per norm."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    colors = {"none": "tab:blue", "bn": "tab:red"}
+    for norm, rows in runs.groupby("norm"):
+        color, label = colors.get(norm, "k"), "no BN" if norm == "none" else "BN"
+        line = rows[np.isclose(rows["lr"], lr)]
+        positive = line[line["lam"] > 0]
+        lam_min = positive["lam"].min() if len(positive) else 1.0
+        means = _seed_means(line, "lam", "final_acc")
+        means["x"] = means["lam"].where(means["lam"] > 0, lam_min / 4)
+        axes[0].errorbar(means["x"], means["mean"], yerr=[means["mean"] - means["low"],
+                                                          means["high"] - means["mean"]],
+                         fmt="o-", color=color, capsize=2, label=label)
+        ok = positive["fits_train"].astype(bool) & ~positive[f"censored_{estimator}"].astype(bool)
+        axes[1].plot(positive.loc[ok, "lam"], positive.loc[ok, f"tstar_{estimator}"], "o",
+                     color=color, label=label)
+        axes[1].plot(positive.loc[~ok, "lam"], positive.loc[~ok, f"tstar_{estimator}"], "x",
+                     color=color)
+        keep = np.zeros(len(rows), bool)
+        for eta, lam in iso:
+            keep |= np.isclose(rows["lr"], eta) & np.isclose(rows["lam"], lam)
+        iso_means = _seed_means(rows[keep], "lr", "final_acc")
+        axes[2].errorbar(iso_means["lr"], iso_means["mean"],
+                         yerr=[iso_means["mean"] - iso_means["low"],
+                               iso_means["high"] - iso_means["mean"]],
+                         fmt="o-", color=color, capsize=2, label=label)
+    product = iso[0][0] * iso[0][1] if iso else float("nan")
+    axes[0].set(xscale="log", xlabel="λ (λ = 0 at the left edge)", ylabel="final test accuracy",
+                title=f"final accuracy against λ, η = {lr:g}")
+    axes[1].set(xscale="log", yscale="log", xlabel="λ", ylabel=f"t* ({estimator}, steps)",
+                title="t* per run (× censored or under-fit)")
+    axes[2].set(xscale="log", xlabel="η (with λ = η·λ / η)", ylabel="final test accuracy",
+                title=f"runs at equal η·λ = {product:g}")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)

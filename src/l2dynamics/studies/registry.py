@@ -23,6 +23,9 @@ STUDIES: dict[str, str | type[Study]] = {
     "norm_grid": "l2dynamics.studies.study_norm_grid:NormGridStudy",
     "norm_projection": "l2dynamics.studies.study_norm_projection:NormProjectionStudy",
     "norm_bridge": "l2dynamics.studies.study_norm_bridge:NormBridgeStudy",
+    "fmnist_tstar": "l2dynamics.studies.study_fmnist:FashionTstarStudy",
+    "fmnist_tuning": "l2dynamics.studies.study_fmnist:FashionTuningStudy",
+    "fmnist_cnn_bn": "l2dynamics.studies.study_cnn_bn:CnnBnStudy",
 }
 
 

@@ -137,6 +137,8 @@ class TstarStudy(Study):
 
     def claims(self, result: TstarResult) -> list[Claim]:
         claims: list[Claim] = []
+        for part in result.parts:  # how much L2 matters comes first
+            claims += l2_effect_claims(part)
         for part in result.parts:
             claims += part_claims(part, result.estimator)
         return claims
@@ -247,6 +249,23 @@ def arms(spec: dict[str, Any], split_by: str = "", fixed_budget: int = 0
             fixed["base"] = {**part["base"], "steps": int(fixed_budget)}
             out.append((f"{label}(every λ at {fixed_budget} steps) ", fixed))
     return out
+
+
+def l2_effect_claims(part: TstarPart) -> list[Claim]:
+    """How much L2 matters in one part, per η where λ = 0 and λ > 0 ran the same number of
+    steps (a budget ∝ 1/λ makes final accuracies incomparable): the best λ against λ = 0 on
+    final test accuracy. (Peak accuracy, what early stopping keeps, is the "some λ > 0 beats
+    λ = 0" claim of :func:`part_claims`.)"""
+    from l2dynamics.analysis.l2_effect import groups_by_lam, l2_effect_claim
+
+    runs, claims = part.table, []
+    for lr, at_lr in runs.groupby("lr"):
+        if not (at_lr["lam"] == 0).any() or at_lr["steps"].nunique() != 1:
+            continue
+        steps = int(at_lr["steps"].iloc[0])
+        where = f"{part.label}(η={lr:g}, {steps} steps) "
+        claims.append(l2_effect_claim(groups_by_lam(at_lr, "final_acc"), label=where))
+    return claims
 
 
 def part_claims(part: TstarPart, estimator: str) -> list[Claim]:

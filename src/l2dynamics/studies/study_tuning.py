@@ -128,12 +128,17 @@ def _non_inferiority(claim: str, gap: Any, grid_mean: float, mean: float, note: 
 
 
 def tuning_claims(res: dict[str, Any], variants: list[str]) -> list[Claim]:
-    """The prediction and AutoL2 claims of a :func:`run_tuning_task` result: non-inferiority
-    to the grid's best constant λ with a margin of 0.5 points. The grid's best λ is chosen on
-    the same seeds, which favours the grid a little."""
+    """How much L2 matters at the budget (:func:`~l2dynamics.analysis.l2_effect.l2_effect_claim`
+    on the grid), then the prediction and AutoL2 claims of a :func:`run_tuning_task` result:
+    non-inferiority to the grid's best constant λ with a margin of 0.5 points. The grid's best
+    λ is chosen on the same seeds, which favours the grid a little."""
+    from l2dynamics.analysis.l2_effect import l2_effect_claim
+
     methods = {m["name"]: m for m in res["methods"]}
     grid = methods["grid best"]
-    claims = []
+    # how much L2 matters at this budget comes first: the grid's best λ against λ = 0
+    claims = [l2_effect_claim({row["lam"]: row["finals"] for row in grid.get("table") or []},
+                              label=f"(T = {res.get('budget', '?')} steps) ")]
     pred = res["prediction"]
     pred_methods = [m for m in res["methods"] if m["name"] in res["predictions"]]
     what = f"(loses at most {100 * MARGIN:.1f} points against the grid's best λ)"
@@ -154,4 +159,10 @@ def tuning_claims(res: dict[str, Any], variants: list[str]) -> list[Claim]:
         label = name if name.lower().startswith("autol2") else f"AutoL2 ({name})"
         claims.append(_non_inferiority(f"{label} reaches the best constant λ's accuracy {what}",
                                        _gap(grid, auto), grid["mean"], auto["mean"]))
+    for name, ema in methods.items():  # the zero-cost baseline every method must beat
+        if name.startswith("EMA rule"):
+            note = f"; λ_EMA {res.get('lam_ema', math.nan):.3g}"
+            claims.append(_non_inferiority(f"{name} (Wang & Aitchison's baseline) matches the "
+                                           f"grid's best {what}", _gap(grid, ema), grid["mean"],
+                                           ema["mean"], note))
     return claims

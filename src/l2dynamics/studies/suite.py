@@ -21,7 +21,7 @@ from typing import Any
 
 from l2dynamics.errors import ConfigError
 
-SUITES = ("mini", "paper")
+SUITES = ("mini", "realdata", "toy", "paper")
 
 
 @dataclass
@@ -61,7 +61,7 @@ def _read_yaml(*parts: str) -> dict[str, Any]:
 
 
 def load_suite(name: str) -> Suite:
-    """The suite `name` (``mini`` or ``paper``), its entries checked against the registry."""
+    """The suite `name` (one of :data:`SUITES`), its entries checked against the registry."""
     from l2dynamics.studies.registry import STUDIES
 
     if name not in SUITES:
