@@ -62,7 +62,7 @@ def test_paper_specs_are_scaled_and_point_at_the_data(tmp_path, name):
         assert a.data_dir == b.data_dir == str(tmp_path / "data")
         assert b.n_train == 500 and a.n_train != 500
         assert b.steps == pytest.approx(0.1 * a.steps, rel=0.02, abs=1)
-        assert (a.autocast, a.channels_last) == ("none", False)  # no GPU here
+        assert (a.autocast, a.channels_last) == ("none", "auto")  # no GPU here: no GPU path
         assert {k: v for k, v in a.to_dict().items() if k not in ("n_train", "steps")} == \
             {k: v for k, v in b.to_dict().items() if k not in ("n_train", "steps")}
 

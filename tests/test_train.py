@@ -22,9 +22,10 @@ def test_clock_is_log_spaced_and_holds_ends():
 
 
 def test_history_has_time_and_probes():
-    result = train(FAST, steps=100, lam=1e-3)
+    result = train(FAST, steps=100, lam=1e-3)  # short: the whole clock, under any budget
     hist = result.history
     assert result.status == "finished" and hist["step"].tolist() == eval_steps(100, 5).tolist()
+    assert (hist["test_n"] == 200).all()
     np.testing.assert_allclose(hist["phys_time"], 0.1 * hist["step"])
     np.testing.assert_allclose(hist["lam_time"], 0.1 * 1e-3 * hist["step"])
     assert {"train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "lam",

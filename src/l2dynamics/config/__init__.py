@@ -29,6 +29,7 @@ from l2dynamics.config.constraints import (
     Floats,
     Globs,
     Int,
+    OrAuto,
     PlainMapping,
     Real,
     Str,
@@ -182,7 +183,9 @@ class Config:
     # --- speed (GPU path; each changes arithmetic, so each is part of a run's identity) ---
     autocast: str = key("none", Choice(AUTOCASTS), "bf16: forward and loss under "
                         "torch.autocast(bfloat16)")
-    channels_last: bool = key(False, Bool(), "image models and data in NHWC memory layout")
+    channels_last: bool | str = key("auto", OrAuto(Bool()), "image models and data in NHWC "
+                                    "memory layout; auto: where measured faster (conv models on "
+                                    "CPU, see train.setup.CHANNELS_LAST_AUTO)")
     compile: str = key("none", Choice(COMPILE_MODES), "torch.compile mode of the training "
                        "forward (none: eager)")
     # --- probes (log-spaced evaluation clock) ---
@@ -192,7 +195,15 @@ class Config:
                           unit="updates")
     eval_train_size: int = key(1024, Int(ge=0), "fixed training subset evaluated (0: the whole "
                                "train set)", unit="examples")
-    eval_batch_size: int = key(2048, Int(ge=1), "evaluation batch", unit="examples")
+    eval_batch_size: int = key(0, Int(ge=0), "evaluation batch (0: per device, 256 on CPU "
+                               "and 2048 elsewhere, see train.setup.EVAL_BATCH_AUTO)",
+                               unit="examples")
+    eval_budget: float = key(0.15, Real(ge=0), "most evaluation compute as a share of training "
+                             "compute (a trained example costs 3 forward passes, an evaluated "
+                             "one 1): intermediate points use a fixed test subset (≥ 2000), then "
+                             "runs of ≥ 1000 steps a thinner clock; the last point the whole "
+                             "test set; 0: every point on the whole test set",
+                             unit="fraction of training compute")
     norms_per_tensor: bool = key(True, Bool(), "record ‖θ_i‖ of every parameter tensor")
     norm_probes: bool = key(False, Bool(), "per tensor: ‖∇L‖, ‖w‖·‖∇L‖, cos(w, ∇L), "
                             "effective LR, angle")

@@ -314,6 +314,30 @@ class Optional(Constraint):
 
 
 @dataclass(frozen=True)
+class OrAuto(Constraint):
+    """``inner``, or the string "auto" for "decided from measurements by whoever uses it"."""
+
+    inner: Constraint
+
+    def type_name(self) -> str:
+        return f"{self.inner.type_name()} | 'auto'"
+
+    def check(self, key: str, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            return self.inner.check(key, value)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (or auto)") from None
+
+    def allowed(self) -> str:
+        return f"{self.inner.allowed()} or auto"
+
+    def invalid(self) -> list[tuple[Any, str]]:
+        return [(v, says) for v, says in self.inner.invalid() if v != "auto"]
+
+
+@dataclass(frozen=True)
 class PlainMapping(Constraint):
     """A mapping of plain data (stored as JSON with the run), e.g. dataset options.
 

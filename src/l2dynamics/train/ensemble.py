@@ -23,8 +23,9 @@ once, in :mod:`l2dynamics.train.setup`):
                                                    AdamW with weight_decay 0, torch's bias
                                                    corrections from the shared step count)
 
-- its own evaluation clock (``eval_steps(cfg.steps, …)``), the same metrics under the same
-  names (:func:`~l2dynamics.train.results.probe_metrics`), physical time Σ η_t and λ-time, and
+- its own evaluation plan (``eval_plan(cfg, …)``: clock and test-subset size, the same fixed
+  test subset), the same metrics under the same names
+  (:func:`~l2dynamics.train.results.probe_metrics`), physical time Σ η_t and λ-time, and
   its own stored run (``create_run`` … ``add_metrics`` … ``finish_run`` with Trainer's summary).
   ``wall_time`` and ``wall_seconds`` are the ensemble's clock (the members share it).
 
@@ -69,7 +70,7 @@ from l2dynamics.l2 import split_decay
 from l2dynamics.losses import correct_count, make_loss
 from l2dynamics.provenance import versions
 from l2dynamics.store import RunStore
-from l2dynamics.train.clock import eval_steps
+from l2dynamics.train.clock import EvalPlan, eval_plan
 from l2dynamics.train.footprint import check_run_memory
 from l2dynamics.train.grouping import as_config, model_problem, vectorizable
 from l2dynamics.train.loop import LOSS_SYNC_EVERY, NONFINITE_LOSS, NONFINITE_PARAMS
@@ -78,6 +79,8 @@ from l2dynamics.train.setup import (
     augment_generator,
     batch_layout,
     epoch_permutation,
+    eval_batch,
+    eval_test_subset,
     init_model,
     run_setup,
 )
@@ -94,6 +97,7 @@ class _Member:
 
     index: int  # position in the input list
     cfg: Config
+    plan: EvalPlan
     clock: frozenset[int]
     run_id: int | None = None
     rows: list[tuple[int, float, str, float]] = field(default_factory=list)
@@ -147,13 +151,16 @@ class EnsembleTrainer:
         self.skeleton = models[0].to("meta")  # structure only; weights come from self.params
         del models, by_name
 
-        self.members = [
-            _Member(i, c, frozenset(int(s) for s in eval_steps(c.steps, c.eval_per_decade,
-                                                                c.eval_every)))
-            for i, c in enumerate(self.configs)]
+        self._prepare_data()
+        n_test, n_eval = self.data.x_test.shape[0], self.eval_x.shape[0]
+        plans = [eval_plan(c, n_test, n_eval, self.batch_size) for c in self.configs]
+        self.members = [_Member(i, c, p, frozenset(int(s) for s in p.clock))
+                        for i, (c, p) in enumerate(zip(self.configs, plans, strict=True))]
+        subset = max((p.test_n for p in plans if p.test_n < n_test), default=0)
+        self._test_subset = (eval_test_subset(self.data, subset, cfg.data_seed) if subset
+                             else None)  # member with test_n = m: its first m rows
         self.active = list(self.members)  # members still in the stack, in stack order
         self.steps_done = 0
-        self._prepare_data()
         self.update = StackedUpdate(self.configs, self.device, self.dtype)
         self._pending: list[torch.Tensor] = []  # (K,) batch losses not yet read by the host
         self._pending_steps: list[int] = []
@@ -169,6 +176,7 @@ class EnsembleTrainer:
     def _prepare_data(self) -> None:
         layout = batch_layout(self.cfg, self.data, self.device)
         self.batch_size, self.full_batch, self.steps_per_epoch, self.eval_x, self.eval_y = layout
+        self.eval_batch_size = eval_batch(self.cfg, self.device)
         self._perm_epoch = -1
         self._perms: torch.Tensor | None = None  # (K, n) this epoch's permutations
 
@@ -242,7 +250,7 @@ class EnsembleTrainer:
         k = next(iter(params.values())).shape[0]
         total = torch.zeros(k, dtype=torch.float64, device=x.device)
         correct = torch.zeros(k, dtype=torch.int64, device=x.device)
-        bs = self.cfg.eval_batch_size
+        bs = self.eval_batch_size
         for start in range(0, x.shape[0], bs):
             xb, yb = x[start:start + bs], y[start:start + bs]
             if self.eval_one_by_one:
@@ -266,7 +274,8 @@ class EnsembleTrainer:
         else:
             index = torch.tensor(positions, device=self.device)
             params = {n: p.index_select(0, index) for n, p in self.params.items()}
-        test_total, test_correct = self._evaluate(params, self.data.x_test, self.data.y_test)
+        test_n = [self.active[pos].plan.test_size(step) for pos in positions]
+        test_total, test_correct = self._test_totals(params, test_n)
         train_total, train_correct = self._evaluate(params, self.eval_x, self.eval_y)
         with torch.no_grad():  # per member and tensor, the kernel weight_norms uses
             norms = torch._foreach_norm([params[n][j] for j in range(len(positions))
@@ -275,7 +284,7 @@ class EnsembleTrainer:
                           train_correct.double(), torch.stack([v.double() for v in norms])])
         values = host.cpu().tolist()
         k, t = len(positions), len(self.names)
-        n_test, n_train = self.data.x_test.shape[0], self.eval_x.shape[0]
+        n_train = self.eval_x.shape[0]
         wall = self._elapsed()
         out = []
         for j, pos in enumerate(positions):
@@ -286,13 +295,37 @@ class EnsembleTrainer:
                 member.cfg, step=step, classification=self.classification,
                 train=(values[k + j] / n_train,
                        int(values[3 * k + j]) / n_train if accuracy else math.nan),
-                test=(values[j] / n_test,
-                      int(values[2 * k + j]) / n_test if accuracy else math.nan),
+                test=(values[j] / test_n[j],
+                      int(values[2 * k + j]) / test_n[j] if accuracy else math.nan),
                 weight_norm=math.sqrt(sum(v * v for v in tensor_norms)),
                 per_tensor=dict(zip(self.names, tensor_norms, strict=True)),
                 lam=member.cfg.lam, decoupled_wd=member.cfg.decoupled_wd,
-                lam_time=float(self.update.lam_time[pos]), wall_time=wall))
+                lam_time=float(self.update.lam_time[pos]), wall_time=wall, test_n=test_n[j]))
         return out
+
+    def _test_totals(self, params: dict[str, torch.Tensor],
+                     test_n: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_evaluate` on the test examples of each member (stacked in `params`): the
+        first ``test_n[j]`` rows of the fixed test subset, or the whole test set; members
+        that use the same examples are evaluated together."""
+        full = self.data.x_test.shape[0]
+        sizes = sorted(set(test_n))
+        if len(sizes) == 1:
+            return self._evaluate(params, *self._test_data(sizes[0], full))
+        k = len(test_n)
+        total = torch.zeros(k, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
+        for size in sizes:
+            group = torch.tensor([j for j in range(k) if test_n[j] == size], device=self.device)
+            sub = {n: p.index_select(0, group) for n, p in params.items()}
+            total[group], correct[group] = self._evaluate(sub, *self._test_data(size, full))
+        return total, correct
+
+    def _test_data(self, size: int, full: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if size >= full or self._test_subset is None:
+            return self.data.x_test, self.data.y_test
+        x, y = self._test_subset
+        return x[:size], y[:size]
 
     def _end(self, member: _Member, status: str, steps_done: int, bad_step: int | None = None,
              cause: str | None = None,

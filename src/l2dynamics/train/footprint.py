@@ -21,15 +21,17 @@ from l2dynamics.resources import (
     eval_points,
     merge,
 )
+from l2dynamics.train.setup import eval_batch
 
 _HISTORY_BYTES_PER_ROW = 150  # one (step, time, name, value) tuple kept by a run
 _CLOCK_BYTES_PER_POINT = 100  # one evaluation step while the clock is built (list + arrays)
 
 
-def run_memory(cfg: Any, data: Any, *, members: int = 1,
-               stacked: bool = False) -> tuple[MemoryEstimate, MemoryEstimate]:
-    """(device part, host part) of the memory a run of `cfg` on `data` needs; `members` runs at
-    once for an ensemble (`stacked`: its members are built one by one, then stacked)."""
+def run_memory(cfg: Any, data: Any, *, members: int = 1, stacked: bool = False,
+               device: torch.device | str = "cpu") -> tuple[MemoryEstimate, MemoryEstimate]:
+    """(device part, host part) of the memory a run of `cfg` on `data` needs on `device`;
+    `members` runs at once for an ensemble (`stacked`: its members are built one by one, then
+    stacked)."""
     itemsize = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
         model = config_model(cfg, tuple(data.input_shape), data.num_outputs)
@@ -39,11 +41,11 @@ def run_memory(cfg: Any, data: Any, *, members: int = 1,
     n_train = int(data.x_train.shape[0])
     batch = max(1, min(cfg.batch_size, n_train))
     n_eval = max(min(cfg.eval_train_size or n_train, n_train), int(data.x_test.shape[0]))
-    eval_batch = max(1, min(cfg.eval_batch_size, n_eval))
+    batch_eval = max(1, min(eval_batch(cfg, torch.device(device)), n_eval))
     states = 2 if cfg.optimizer in ("adam", "adamw") else int(cfg.momentum > 0)
     copies = 3 + states + int(stacked)  # θ, ∇θ, one update temporary, optimizer state, stack
     train_act = members * batch * act_sum * itemsize * 2
-    eval_act = (1 if stacked else members) * eval_batch * act_max * itemsize * 2
+    eval_act = (1 if stacked else members) * batch_eval * act_max * itemsize * 2
     rows = 12 + (tensors if cfg.norms_per_tensor else 0) + (6 * tensors if cfg.norm_probes else 0)
     points = eval_points(cfg.steps, cfg.eval_per_decade, cfg.eval_every)
     history = members * points * (_CLOCK_BYTES_PER_POINT + rows * _HISTORY_BYTES_PER_ROW)
@@ -65,7 +67,7 @@ def run_memory(cfg: Any, data: Any, *, members: int = 1,
 def check_run_memory(cfg: Any, data: Any, device: torch.device | str, *, members: int = 1,
                      stacked: bool = False) -> None:
     """Refuse (ResourceError) a run, or an ensemble of `members` runs, that cannot fit."""
-    on_device, on_host = run_memory(cfg, data, members=members, stacked=stacked)
+    on_device, on_host = run_memory(cfg, data, members=members, stacked=stacked, device=device)
     what = f"an ensemble of {members} runs" if members > 1 else "this run"
     dev = torch.device(device)
     if dev.type == "cpu":

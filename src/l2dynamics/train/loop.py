@@ -9,12 +9,14 @@ One update at step t (0-based) is::
     θ    ← optimizer_step(θ, g, η_t)                   (SGD / momentum / Adam / AdamW)
 
 Metrics at step s are taken *after* s updates, on the log-spaced clock of
-:func:`l2dynamics.train.clock.eval_steps`. Physical time is Σ_{t<s} η_t (= η·s at constant η) and
-"λ-time" is Σ_{t<s} η_t·λ_t (both from :mod:`l2dynamics.train.clock`). Batches are drawn by index
-from per-epoch permutations seeded by (seed, epoch), so a resumed run sees exactly the batches
-the uninterrupted one would have. What a run is made of (data, model, batches) is in
-:mod:`l2dynamics.train.setup`; what it ends with (metrics, summary) in
-:mod:`l2dynamics.train.results`.
+:func:`l2dynamics.train.clock.eval_steps` fitted by :func:`l2dynamics.train.clock.eval_plan` into
+``eval_budget`` of the training compute (a fixed test subset at intermediate points, the whole
+test set at the last; ``test_n`` records how many test examples each point used). Physical
+time is Σ_{t<s} η_t (= η·s at constant η) and "λ-time" is Σ_{t<s} η_t·λ_t (both from
+:mod:`l2dynamics.train.clock`). Batches are drawn by index from per-epoch permutations seeded
+by (seed, epoch), so a resumed run sees exactly the batches the uninterrupted one would have.
+What a run is made of (data, model, batches) is in :mod:`l2dynamics.train.setup`; what it ends
+with (metrics, summary) in :mod:`l2dynamics.train.results`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from l2dynamics.probes.metrics import evaluate, weight_norms
 from l2dynamics.provenance import versions
 from l2dynamics.store import RunStore
 from l2dynamics.train.checkpoint import load_checkpoint, save_checkpoint
-from l2dynamics.train.clock import advance, eval_steps, lr_at
+from l2dynamics.train.clock import advance, eval_plan, lr_at
 from l2dynamics.train.footprint import check_run_memory
 from l2dynamics.train.optim import build_optimizer
 from l2dynamics.train.results import RunResult, probe_metrics, run_summary
@@ -45,9 +47,12 @@ from l2dynamics.train.setup import (
     augment_generator,
     batch_layout,
     epoch_permutation,
+    eval_batch,
+    eval_test_subset,
     init_model,
     run_setup,
     speed_options,
+    use_channels_last,
 )
 
 LOSS_SYNC_EVERY = 32  # steps between host syncs for the non-finite-loss check
@@ -93,13 +98,23 @@ class Trainer:
         self.store = store
         self.callbacks = list(callbacks)
         self.progress = progress
-        self.clock = eval_steps(cfg.steps, cfg.eval_per_decade, cfg.eval_every)
         self.run_id: int | None = None
         self.step = 0
         self.phys_time = 0.0
         self.lam_time = 0.0
         self.rows: list[tuple[int, float, str, float]] = []
         self._prepare_batches()
+        self.plan = eval_plan(cfg, self.data.x_test.shape[0], self.eval_x.shape[0],
+                              self.batch_size)
+        self.clock = self.plan.clock  # may be replaced before run(); test sizes follow the plan
+        self._test_subset = (eval_test_subset(self.data, self.plan.test_n, cfg.data_seed)
+                             if self.plan.test_n < self.plan.full_n else None)
+        if self.channels_last and self.eval_x.ndim == 4:  # evaluated at every point: NHWC once
+            nhwc = torch.channels_last
+            self.eval_x = self.eval_x.contiguous(memory_format=nhwc)
+            if self._test_subset is not None:
+                x, y = self._test_subset
+                self._test_subset = (x.contiguous(memory_format=nhwc), y)
         self.projection = self._build_projection()
         self.norm_probe = None
         if cfg.norm_probes:
@@ -156,6 +171,8 @@ class Trainer:
         self.batch_size, self.full_batch, self.steps_per_epoch, self.eval_x, self.eval_y = layout
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
+        self.channels_last = use_channels_last(self.cfg, self.device)
+        self.eval_batch_size = eval_batch(self.cfg, self.device)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The (augmented) training batch of update `step`, a pure function of (seed, step)."""
@@ -171,26 +188,32 @@ class Trainer:
             xb, yb = self.data.x_train[idx], self.data.y_train[idx]
         if self.data.augment is not None:
             xb = self.data.augment(xb, augment_generator(self.cfg.seed, step))
-        if self.cfg.channels_last and xb.ndim == 4:
+        if self.channels_last and xb.ndim == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         return xb, yb
 
     # --- probes -------------------------------------------------------------------------------
 
     def measure(self) -> dict[str, float]:
-        """All metrics at the current step (does not record them)."""
-        bs = self.cfg.eval_batch_size
-        test_loss, test_acc = evaluate(self.model, self.data.x_test, self.data.y_test,
-                                       self.loss_fn, classification=self.classification,
-                                       batch_size=bs)
+        """All metrics at the current step (does not record them); the test metrics on
+        ``plan.test_size(step)`` examples (the whole test set at the last step)."""
+        bs, layout = self.eval_batch_size, self.channels_last
+        test_n = self.plan.test_size(self.step)
+        x_test, y_test = self.data.x_test, self.data.y_test
+        if test_n < x_test.shape[0] and self._test_subset is not None:
+            x_test, y_test = (t[:test_n] for t in self._test_subset)
+        test_loss, test_acc = evaluate(self.model, x_test, y_test, self.loss_fn,
+                                       classification=self.classification, batch_size=bs,
+                                       channels_last=layout)
         train_loss, train_acc = evaluate(self.model, self.eval_x, self.eval_y, self.loss_fn,
-                                         classification=self.classification, batch_size=bs)
+                                         classification=self.classification, batch_size=bs,
+                                         channels_last=layout)
         total, per_tensor = weight_norms(self.named_params)
         metrics = probe_metrics(
             self.cfg, step=self.step, classification=self.classification,
             train=(train_loss, train_acc), test=(test_loss, test_acc), weight_norm=total,
             per_tensor=per_tensor, lam=self.penalty.lam, decoupled_wd=self.penalty.decoupled_wd,
-            lam_time=self.lam_time, wall_time=self._elapsed())
+            lam_time=self.lam_time, wall_time=self._elapsed(), test_n=x_test.shape[0])
         if self.norm_probe is not None:
             metrics.update(self.norm_probe.window_metrics(metrics["lr"]))
         return metrics
@@ -326,9 +349,11 @@ class Trainer:
             restore_handler()
         return self._finish(*ending)
 
-    def _loop(self) -> Ending:
-        """The updates from the current step to ``cfg.steps``, with their checks and probes."""
+    def _loop(self, end: int | None = None) -> Ending:
+        """The updates from the current step to `end` (default ``cfg.steps``), with their
+        checks and probes (``benchmarks/engine_speed.py`` times blocks of them)."""
         cfg = self.cfg
+        end = cfg.steps if end is None else end
         self.model.train()
         start = self.step
         if start == 0:  # not on resume: the state already holds what happened at `start`
@@ -336,7 +361,7 @@ class Trainer:
                 hook = getattr(cb, "on_train_start", None)
                 if hook is not None:
                     hook(self)
-        for step in range(start, cfg.steps):
+        for step in range(start, end):
             if self._stop_requested:
                 return "interrupted", None, None
             ending = self._before_update(step, start)

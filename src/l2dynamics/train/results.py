@@ -39,12 +39,14 @@ class RunResult:
 def probe_metrics(cfg: Config, *, step: int, classification: bool,
                   train: tuple[float, float], test: tuple[float, float], weight_norm: float,
                   per_tensor: Mapping[str, float], lam: float, decoupled_wd: float,
-                  lam_time: float, wall_time: float) -> dict[str, float]:
+                  lam_time: float, wall_time: float, test_n: int) -> dict[str, float]:
     """The metric dict a probe stores at `step` (after `step` updates), by name.
 
     train/test: (mean data loss without the L2 term, accuracy); ``lr`` is the η of the update
     at `step` (of the last update once `step` = ``cfg.steps``); ``lam_time`` = Σ η_t·λ_t;
-    ``wall_time`` in seconds since the run started. Accuracies are dropped for regression and
+    ``wall_time`` in seconds since the run started; ``test_n`` the test examples the test
+    metrics were taken on (a fixed subset at intermediate points under ``eval_budget``, the whole
+    test set at the last: the n of their binomial noise). Accuracies are dropped for regression and
     ``norm/<name>`` entries added when ``cfg.norms_per_tensor``.
     """
     metrics = {
@@ -52,7 +54,7 @@ def probe_metrics(cfg: Config, *, step: int, classification: bool,
         "test_loss": test[0], "test_acc": test[1],
         "weight_norm": weight_norm, "lam": lam, "decoupled_wd": decoupled_wd,
         "lr": probe_lr(cfg, step),
-        "lam_time": lam_time, "wall_time": wall_time,
+        "lam_time": lam_time, "wall_time": wall_time, "test_n": test_n,
     }
     if not classification:
         del metrics["train_acc"], metrics["test_acc"]
@@ -76,7 +78,8 @@ def run_summary(rows: list[tuple[int, float, str, float]], classification: bool,
 
 
 def summarize(history: pd.DataFrame, classification: bool) -> dict[str, Any]:
-    """Final and best values of the main metrics (best = raw argmax of test accuracy)."""
+    """Final and best values of the main metrics (best = raw argmax of test accuracy, or argmin
+    of test loss for regression), and ``best_test_n``: the test examples the best point used."""
     if history.empty:
         return {}
     last = history.iloc[-1]
@@ -100,7 +103,14 @@ def summarize(history: pd.DataFrame, classification: bool) -> dict[str, Any]:
         best = int(np.nanargmin(loss)) if np.isfinite(loss).any() else len(loss) - 1
         out.update({"best_test_loss": _num(loss[best]),
                     "best_step": int(history["step"].iloc[best])})
+    if "test_n" in history:  # the n of the best point's binomial noise (a subset under budget)
+        out["best_test_n"] = _int(history["test_n"].iloc[best])
     return out
+
+
+def _int(value: Any) -> int | None:
+    value = float(value)
+    return int(value) if math.isfinite(value) else None
 
 
 def _num(value: Any) -> float | None:

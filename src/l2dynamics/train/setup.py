@@ -39,7 +39,33 @@ def _stream_seed(*keys: int) -> int:
                >> np.uint64(1))
 
 
-_BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM = 1, 2, 3
+_BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM, _TEST_STREAM = 1, 2, 3, 4
+
+EVAL_BATCH_AUTO = {"cpu": 256}
+"""``eval_batch_size`` = 0 per device type; others get :data:`EVAL_BATCH_DEFAULT`. On the CPU,
+batches of 256 evaluated conv nets 2–3 times faster than batches of 2,048 (their activations stay
+in the cache) and fc nets as fast (``benchmarks/engine_speed.py``, the benchmarks page)."""
+EVAL_BATCH_DEFAULT = 2048
+
+CHANNELS_LAST_AUTO = {"cpu": ("cnn", "wrn")}
+"""``channels_last="auto"``: the models that train in NHWC layout on each device type: those
+where ``benchmarks/engine_speed.py`` measured the bare step faster in it (cnn with and without
+BN, WRN-16-4; see the benchmarks page). Models not measured (convnet4) and other devices keep
+NCHW unless asked; on CUDA the studies' GPU path sets it explicitly."""
+
+
+def eval_batch(cfg: Config, device: torch.device) -> int:
+    """The evaluation batch: ``eval_batch_size``, or the device's :data:`EVAL_BATCH_AUTO`."""
+    return cfg.eval_batch_size or EVAL_BATCH_AUTO.get(device.type, EVAL_BATCH_DEFAULT)
+
+
+def use_channels_last(cfg: Config, device: torch.device) -> bool:
+    """Whether the run keeps its model and image batches in NHWC layout (``channels_last``
+    true/false, or "auto": :data:`CHANNELS_LAST_AUTO`). The layout changes results only by
+    float32 rounding."""
+    if cfg.channels_last == "auto":
+        return cfg.model in CHANNELS_LAST_AUTO.get(device.type, ())
+    return bool(cfg.channels_last)
 
 
 def batch_layout(cfg: Config, data: Dataset, device: torch.device
@@ -121,8 +147,9 @@ class TrainingForward:
 
 
 def speed_options(model: torch.nn.Module, cfg: Config, device: torch.device) -> TrainingForward:
-    """Apply ``channels_last`` to `model` in place and return its :class:`TrainingForward`."""
-    if cfg.channels_last:
+    """Apply ``channels_last`` (:func:`use_channels_last`) to `model` in place and return its
+    :class:`TrainingForward`."""
+    if use_channels_last(cfg, device):
         model.to(memory_format=torch.channels_last)  # 4-d weights only; others unchanged
     return TrainingForward(model, cfg, device)
 
@@ -147,3 +174,14 @@ def eval_subset(n: int, size: int, data_seed: int) -> torch.Tensor | None:
         return None
     g = torch.Generator().manual_seed(_stream_seed(data_seed, _EVAL_STREAM))
     return torch.randperm(n, generator=g)[:size]
+
+
+def eval_test_subset(data: Dataset, size: int,
+                     data_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of the first `size` test examples in a fixed order drawn from ``data_seed`` only:
+    the subset the intermediate evaluation points use (a point with ``test_n`` = m takes the
+    first m rows, so smaller subsets are nested in larger ones)."""
+    n = data.x_test.shape[0]
+    g = torch.Generator().manual_seed(_stream_seed(data_seed, _TEST_STREAM))
+    idx = torch.randperm(n, generator=g)[:size].to(data.x_test.device)
+    return data.x_test[idx], data.y_test[idx]
