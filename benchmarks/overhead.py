@@ -1,5 +1,9 @@
 """Instrumentation overhead: the l2dynamics loop with probes on the log clock vs a bare loop.
 
+Superseded for the engine's step by ``benchmarks/engine_speed.py`` (paired blocks per model
+family, ratios with intervals; this whole-run minimum could not resolve a few per cent). Kept for
+the whole run with store writes on an MLP.
+
 Both train the same MLP on the same data with the same batches (per-epoch permutations) and the
 same coupled L2 (torch ``weight_decay=λ`` in the bare loop, ``L2Penalty`` in ours). Measured in
 one process, in rotated order, `--repeats` times; the minimum over repeats is reported

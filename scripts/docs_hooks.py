@@ -191,6 +191,78 @@ def block_overhead(data: Mapping[str, Any], source: str, command: str) -> str:
               f"{fmt(data['probe_cost_in_steps'])} bare steps." + verdict)
 
 
+def _ratio_ci(r: Mapping[str, Any] | None) -> str:
+    if not r:
+        return "—"
+    return f"{fmt(r['ratio'])} {ci(*r['ci'])}"
+
+
+def block_engine_speed(data: Mapping[str, Any], source: str) -> str:
+    """Engine vs bare step per model family, and the bare step's fast-path options."""
+    goal = data.get("goal_ratio", 1.05)
+    rows, options = [], []
+    for f in data["families"]:
+        r = f["engine_vs_bare"]
+        verdict = "yes" if r["ci"][1] <= goal else ("no" if r["ci"][0] > goal else "undecided")
+        rows.append([f["family"], f"{f['model']}, batch {f['batch']}",
+                     ("NHWC" if f["channels_last"] else "NCHW") if f.get("conv") else "—",
+                     fmt(r["a_ms"]), fmt(r["b_ms"]),
+                     _ratio_ci(r), f"{r['pairs']} × {r['block_steps']}", verdict])
+        o = f.get("options", {})
+        compiled = o.get("compile")
+        warm = f" (first call {fmt(compiled['warmup_seconds'], 2)} s)" if compiled else ""
+        options.append([f["family"], _ratio_ci(o.get("channels_last")), _ratio_ci(o.get("bf16")),
+                        _ratio_ci(compiled) + warm])
+    head = generated_line(source, when=machine_note(data.get("machine")),
+                          command=data.get("command"))
+    return (f"{head}\n\n"
+            f"Method: {data['method']}; {data['threads']} torch threads, {data['dataset']}."
+            f"\n\n" + md_table(["family", "model", "layout", "engine ms/step", "bare ms/step",
+                                  "engine/bare [95 % CI]", "pairs × steps",
+                                  f"≤ {fmt(goal)}"], rows)
+            + "\n\nThe bare step with each CPU fast-path option, time ratio to the plain float32 "
+              "NCHW eager step (below 1: faster). torch.compile's first call includes the "
+              "compilation, shorter when inductor's on-disk cache is warm from an earlier run:"
+              "\n\n"
+            + md_table(["family", "channels_last", "bf16 autocast", "torch.compile"], options)
+            + _ensemble_line(data.get("ensemble_cnn")))
+
+
+def _ensemble_line(e: Mapping[str, Any] | None) -> str:
+    if not e:
+        return ""
+    return (f"\n\nVectorized ensemble of {e['members']} members ({e['model']}), time per update "
+            f"of all of them / {e['members']} sequential Trainer updates: {_ratio_ci(e)} "
+            f"({e['pairs']} pairs).")
+
+
+def block_eval_cost(data: Mapping[str, Any], source: str) -> str:
+    """Evaluation's share of a run before and after the evaluation budget."""
+    ev = data["evaluation"]
+    rows = []
+    for label in ("before", "after"):
+        e = ev[label]
+        rows.append([label, fmt(e["points"]), fmt(e["per_decade"]),
+                     f"{fmt(e['test_n'])} / {fmt(e['full_n'])}", fmt(e["eval_batch"]),
+                     "NHWC" if e["channels_last"] else "NCHW", fmt(e["step_ms"]),
+                     pct(e["planned_compute_fraction"]), pct(e["time_fraction"])])
+    batches = [[b["family"], fmt(b["n"])] + [fmt(v) for v in b["seconds"].values()]
+               for b in data.get("eval_batches", [])]
+    sizes = list(data["eval_batches"][0]["seconds"]) if batches else []
+    head = generated_line(source, when=machine_note(data.get("machine")),
+                          command=data.get("command"))
+    return (f"{head}\n\n"
+            f"A {fmt(ev['steps'])}-step run of {ev['model']}, batch {ev['batch']}: evaluation "
+            "time = planned points × the measured time of one point (test subset, or the whole "
+            "test set at the last point), over the steps × the measured time of one update."
+            "\n\n" + md_table(["plan", "points", "per decade", "test examples (points / last)",
+                                  "eval batch", "layout", "ms/update", "planned compute share",
+                                  "measured time share"], rows)
+            + ("\n\nSeconds to evaluate the test images per evaluation batch size:\n\n"
+               + md_table(["family", "images"] + [f"batch {s}" for s in sizes], batches)
+               if batches else ""))
+
+
 def block_step_efficiency(data: Mapping[str, Any], source: str, command: str) -> str:
     cfg = data["config"]
     layers = " → ".join(str(n) for n in [cfg["layers"][0][0]] + [b for _, b in cfg["layers"]])
@@ -941,6 +1013,8 @@ def _suite(root: Path, suite: str = "mini", **_: str) -> str:
 
 BLOCKS: dict[str, Callable[..., str]] = {
     "overhead": _json_block("overhead.json", block_overhead, "python benchmarks/overhead.py"),
+    "engine_speed": _json_block("engine_speed.json", block_engine_speed),
+    "eval_cost": _json_block("engine_speed.json", block_eval_cost),
     "step_efficiency": _json_block("step_efficiency.json", block_step_efficiency,
                                    "python benchmarks/step_efficiency.py"),
     "kernels": _json_block("kernels.json", block_kernels, "python benchmarks/kernels.py"),
