@@ -196,3 +196,32 @@ def test_cnn_bn_study_runs_end_to_end_on_generated_files(tmp_path, monkeypatch):
     assert (out / "figures" / "fmnist_cnn_bn" / "cnn_bn.png").stat().st_size > 0
     runs = pd.read_csv(out / "cnn_bn_runs.csv")
     assert len(runs) == 2 * 3 * 2  # norms × (λ = 0, λ, one equal-ηλ run) × seeds
+
+
+# --- the paper suite's Fashion-MNIST entries ----------------------------------------------------
+
+
+def test_paper_suite_fashion_entries_need_no_data_dir_and_build_valid_configs(tmp_path):
+    from l2dynamics.errors import ConfigError
+    from l2dynamics.studies.base import Context
+    from l2dynamics.studies.reproduce import reproduce
+    from l2dynamics.studies.suite import entry_reads_user_files, paper_spec, resolve_study
+    from l2dynamics.sweep import load_sweep
+
+    suite = load_suite("paper")
+    fashion = [e for e in suite.entries if e.key.startswith("fmnist_")]
+    assert {e.key for e in fashion} == {"fmnist_fc_tstar", "fmnist_cnn_tstar",
+                                        "fmnist_wrn_tstar", "fmnist_wrn_fig1a"}
+    ctx = Context(tmp_path, tmp_path / "runs.sqlite", steps_scale=0.01, subset=100, fast=False)
+    for entry in fashion:
+        assert not entry_reads_user_files(entry)
+        _, _, params = resolve_study(entry.key, "paper")
+        configs = load_sweep(paper_spec(ctx, params.config)).configs()
+        assert configs and all(c.dataset == "fashion_mnist" and c.n_train == 100
+                               for c in configs)
+    wrn = load_sweep(paper_spec(ctx, "wrn_fmnist_tstar")).configs()
+    assert {(c.model, c.depth, c.width) for c in wrn} == {("wrn", 28, 10)}
+    # MNIST and CIFAR-10 entries still need --data-dir, said before anything runs
+    with pytest.raises(ConfigError, match="--data-dir"):
+        reproduce("paper", tmp_path / "r", only=["tstar"], log=lambda msg: None)
+    assert not (tmp_path / "r").exists()

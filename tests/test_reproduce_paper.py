@@ -17,9 +17,11 @@ from l2dynamics.studies.base import Context
 from l2dynamics.sweep import load_sweep
 
 PAPER_STUDIES = {"tstar", "wrn_tstar", "wrn_fig1a", "cnn_tstar", "convnet4_grid",
-                 "convnet4_projection"}
+                 "convnet4_projection", "fmnist_fc_tstar", "fmnist_cnn_tstar", "fmnist_wrn_tstar",
+                 "fmnist_wrn_fig1a"}
 CONFIGS = ["fc_mnist_tstar", "wrn_cifar10_tstar", "wrn_cifar10_fig1a", "cnn_cifar10_tstar",
            "convnet4_cifar10_adam_grid", "convnet4_cifar10_adam_projection"]
+FASHION_CONFIGS = ["fc_fmnist_tstar", "cnn_fmnist_tstar", "wrn_fmnist_tstar", "wrn_fmnist_fig1a"]
 
 
 def _write_idx(path: Path, arr: np.ndarray) -> None:
@@ -47,10 +49,10 @@ def make_data(root: Path, n: int = 60) -> Path:
 
 def test_paper_suite_lists_every_paper_experiment():
     assert set(suite_mod.load_suite("paper").keys()) == PAPER_STUDIES
-    assert set(suite_mod.paper_config_names()) == set(CONFIGS)
+    assert set(suite_mod.paper_config_names()) == set(CONFIGS) | set(FASHION_CONFIGS)
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", CONFIGS + FASHION_CONFIGS)
 def test_paper_specs_are_scaled_and_point_at_the_data(tmp_path, name):
     full = Context(tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path / "data")
     small = Context(tmp_path, tmp_path / "s.sqlite", data_dir=tmp_path / "data",

@@ -14,8 +14,8 @@ from l2dynamics.cli.common import out, print_rows, user_errors
 
 @app.command()
 @user_errors
-def datasets(data_dir: Path | None = typer.Option(None, "--data-dir",
-                                                  help="Where MNIST/CIFAR-10 files live.")) -> None:
+def datasets(data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where MNIST/CIFAR-10/Fashion-MNIST files live.")) -> None:
     """What data is available, and where the file-based datasets are expected."""
     from l2dynamics.data import available_datasets, resolve_data_dir
 

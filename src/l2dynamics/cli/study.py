@@ -67,14 +67,16 @@ def study(
     overrides: list[str] = typer.Option([], "--set", "-s", help="PARAM=VALUE (repeatable; "
                                         "values are YAML; PARAM.SUB=VALUE inside a mapping)."),
     suite: str | None = typer.Option(None, "--suite", help="Start from this suite's entry "
-                                     "(mini | paper) instead of the study's defaults."),
+                                     "(mini | realdata | toy | paper) instead of the study's "
+                                     "defaults."),
     out_dir: Path | None = typer.Option(None, "--out", help="Figures, CSVs and result.json "
                                         "(default: out/KEY)."),
     store: Path | None = typer.Option(None, "--store", help="Run store (default: "
                                       "OUT/runs.sqlite); finished runs are reused."),
     workers: int = typer.Option(1, "-j", "--workers", help="Parallel training processes."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="MNIST/CIFAR-10 files "
-                                         "(studies that read a paper config)."),
+                                         "(paper configs); Fashion-MNIST files if not "
+                                         "installed."),
     steps_scale: float = typer.Option(1.0, "--steps-scale", help="Paper configs: scale every "
                                       "run's steps."),
     subset: int | None = typer.Option(None, "--subset", help="Paper configs: training "
@@ -95,15 +97,18 @@ def study(
 @app.command()
 @user_errors
 def reproduce(
-    suite: str = typer.Option("mini", help="mini (2-core CPU, embedded data, ~15 min) | paper "
-                              "(MNIST/CIFAR-10 files, GPU, many hours; resumable)."),
+    suite: str = typer.Option("mini", help="mini (2-core CPU, Fashion-MNIST and embedded data, "
+                              "< 15 min) | realdata (all of Fashion-MNIST, CPU, ~1 h) | toy "
+                              "(MNIST-1D t*, digits bridge, ~8 min) | paper (GPU, many hours; "
+                              "MNIST/CIFAR-10 files, and Fashion-MNIST; resumable)."),
     out_dir: Path = typer.Option(Path("report"), "--out", help="Report folder: index.html, "
                                  "summary.json, figures/."),
     store: Path | None = typer.Option(None, help="Run store (default: OUT/runs.sqlite); "
                                       "finished runs are reused."),
     workers: int = typer.Option(2, "-j", "--workers", help="Parallel training processes."),
     only: list[str] = typer.Option([], "--only", help="Only these studies (repeatable)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="paper: MNIST/CIFAR files."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="MNIST/CIFAR-10 files (paper "
+                                         "suite); Fashion-MNIST files if not installed."),
     steps_scale: float = typer.Option(1.0, "--steps-scale", help="paper: scale every run's "
                                       "steps (e.g. 0.1 for a reduced run)."),
     subset: int | None = typer.Option(None, "--subset", help="paper: training examples."),

@@ -18,7 +18,7 @@ from typing import Any
 
 from l2dynamics.errors import ConfigError
 from l2dynamics.studies.base import Context, execute, make_params
-from l2dynamics.studies.suite import SUITES, Entry, load_suite
+from l2dynamics.studies.suite import SUITES, Entry, entry_reads_user_files, load_suite
 
 __all__ = ["SUITES", "reproduce", "run_entry", "store_runs"]
 
@@ -70,8 +70,6 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
     from l2dynamics.report.html import render_report
 
     spec = load_suite(suite)
-    if spec.needs_data_dir and data_dir is None:
-        raise ConfigError(f"the {suite} suite needs --data-dir (MNIST and CIFAR-10 files)")
     if not (math.isfinite(steps_scale) and steps_scale > 0):
         raise ConfigError(f"steps_scale must be finite and > 0 (got {steps_scale!r})")
     entries = spec.entries
@@ -81,6 +79,9 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
             raise ConfigError(f"unknown studies {unknown} for suite {suite!r}; available: "
                               f"{', '.join(spec.keys())}")
         entries = [e for e in entries if e.key in only]
+    if data_dir is None and any(entry_reads_user_files(e) for e in entries):
+        raise ConfigError(f"the {suite} suite needs --data-dir (MNIST and CIFAR-10 files); "
+                          "its Fashion-MNIST studies run without it (--only KEY)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store_path = Path(store) if store is not None else out / "runs.sqlite"

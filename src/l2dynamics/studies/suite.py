@@ -104,6 +104,24 @@ def read_paper_config(name: str) -> dict[str, Any]:
         encoding="utf-8"))
 
 
+# found without --data-dir: Debian's package installs them (see l2dynamics.data)
+NO_DATA_DIR_NEEDED = ("fashion_mnist",)
+
+
+def paper_dataset(name: str) -> str:
+    """The dataset the paper config `name` reads."""
+    from l2dynamics.config import flatten
+
+    return str(flatten(read_paper_config(name).get("base", {})).get("dataset", ""))
+
+
+def entry_reads_user_files(entry: Entry) -> bool:
+    """Whether `entry` reads a paper config whose data only --data-dir can give (MNIST,
+    CIFAR-10); Fashion-MNIST is found where the system installs it."""
+    config = entry.params.get("config")
+    return bool(config) and paper_dataset(str(config)) not in NO_DATA_DIR_NEEDED
+
+
 def paper_spec(ctx: Any, name: str) -> dict[str, Any]:
     """The sweep of the paper config `name` at the context's scale: the user's data folder,
     ``subset`` training examples, budgets (``k``, ``min_steps``, ``max_steps``) or fixed
@@ -112,15 +130,17 @@ def paper_spec(ctx: Any, name: str) -> dict[str, Any]:
 
     spec = read_paper_config(name)
     flat = flatten(spec.get("base", {}))
-    if ctx.data_dir is None:
+    if ctx.data_dir is not None:
+        flat["data_dir"] = str(ctx.data_dir)
+    elif flat.get("dataset") not in NO_DATA_DIR_NEEDED:
         raise ConfigError(f"the paper config {name} reads dataset files: give --data-dir "
                           "(MNIST and CIFAR-10 files)")
-    flat["data_dir"] = str(ctx.data_dir)
     if ctx.subset:
         flat["n_train"] = int(ctx.subset)
     if "steps" in flat:
         flat["steps"] = ctx.steps(int(flat["steps"]))
-    flat.update(ctx.gpu_options(image=flat.get("dataset") == "cifar10"))
+    flat.update(ctx.gpu_options(image=flat.get("dataset") == "cifar10"
+                                or flat.get("model") in ("cnn", "convnet4", "wrn")))
     spec["base"] = flat
     budget = spec.get("budget")
     if budget:
