@@ -225,3 +225,31 @@ def test_paper_suite_fashion_entries_need_no_data_dir_and_build_valid_configs(tm
     with pytest.raises(ConfigError, match="--data-dir"):
         reproduce("paper", tmp_path / "r", only=["tstar"], log=lambda msg: None)
     assert not (tmp_path / "r").exists()
+
+
+# --- test noise at the point where the peak was measured ----------------------------------------
+
+
+def test_peak_noise_uses_the_test_size_of_the_peak_point(tmp_path):
+    from l2dynamics.analysis.tstar import tstar_table
+    from l2dynamics.analysis.verdicts import test_noise_se
+    from l2dynamics.store import RunStore
+
+    steps = [0, 10, 100, 1000]
+    acc = [0.1, 0.6, 0.9, 0.8]  # the peak is at an intermediate point
+    with RunStore(tmp_path / "s.sqlite") as st:
+        ids = []
+        for sizes in ([2000, 2000, 2000, 10000], None):  # with test_n, and a run from before it
+            cfg = {"lam": 1e-3, "lr": 0.1, "seed": 0, "steps": 1000, "n_test": 10000}
+            run = st.create_run(cfg, steps_total=1000, seed=0, device="cpu")
+            rows = [(s, 0.1 * s, "test_acc", a) for s, a in zip(steps, acc, strict=True)]
+            rows += [(s, 0.1 * s, "train_acc", 1.0) for s in steps]
+            if sizes:
+                rows += [(s, 0.1 * s, "test_n", n) for s, n in zip(steps, sizes, strict=True)]
+            st.add_metrics(run, rows)
+            st.finish_run(run, "finished", steps_done=1000, wall_seconds=1.0,
+                          summary={"n_test": 10000})
+            ids.append(run)
+        table = tstar_table(st, ids).set_index("run_id")
+    assert table.loc[ids[0], "test_noise_se"] == pytest.approx(test_noise_se(0.9, 2000))
+    assert table.loc[ids[1], "test_noise_se"] == pytest.approx(test_noise_se(0.9, 10000))

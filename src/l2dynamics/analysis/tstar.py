@@ -77,7 +77,7 @@ def tstar_table(store: RunStore, run_ids: Sequence[int] | None = None, *,
     records = [r for r in store.list_runs(ids=run_ids) if r["status"] in ("finished", "diverged")]
     if not records:
         return pd.DataFrame()
-    series = store.series([r["id"] for r in records], ["test_acc", "train_acc"])
+    series = store.series([r["id"] for r in records], ["test_acc", "train_acc", "test_n"])
     by_run = dict(tuple(series.groupby("run_id"))) if not series.empty else {}
     opts = {"train_threshold": train_threshold, "window": window, "delta": delta,
             "min_drop": min_drop, "truncations": tuple(truncations),
@@ -110,8 +110,9 @@ def _run_row(rec: dict[str, Any], mine: pd.DataFrame | None, *, train_threshold:
            # what the run ends with; a diverged run is worth nothing to its user
            "final_acc": float(values[-1]) if rec["status"] == "finished" else 0.0,
            "fits_train": reaches_train_accuracy(train, train_threshold),
-           "test_noise_se": test_noise_se(est.peak_raw, (rec.get("summary") or {}).get(
-               "n_test") or cfg.get("n_test"))}
+           "test_noise_se": test_noise_se(est.peak_raw, _test_size_at(
+               mine, est.get("raw"), (rec.get("summary") or {}).get("n_test")
+               or cfg.get("n_test")))}
     cuts = {f: _truncated(steps, values, f, window, delta) for f in truncations}
     for name in ESTIMATORS:
         t = est.get(name)
@@ -130,6 +131,17 @@ def _run_row(rec: dict[str, Any], mine: pd.DataFrame | None, *, train_threshold:
         row[f"budget_dependent_{name}"] = any(abs(r - 1) > budget_tolerance for r in checked)
     row["peak_at_end"] = row["censored_smoothed"]
     return row
+
+
+def _test_size_at(mine: pd.DataFrame, step: float, whole: Any) -> Any:
+    """How many test examples the point at `step` was measured on: its ``test_n`` metric (an
+    intermediate point of an evaluation budget uses a fixed subset), else the whole test set
+    `whole` (runs stored before ``test_n`` existed)."""
+    sizes = mine[mine["name"] == "test_n"]
+    if sizes.empty or not math.isfinite(step):
+        return whole
+    at = sizes.loc[(sizes["step"] - step).abs().idxmin(), "value"]
+    return int(at) if math.isfinite(at) and at > 0 else whole
 
 
 def _truncated(steps: np.ndarray, acc: np.ndarray, fraction: float, window: float,
