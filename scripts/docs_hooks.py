@@ -263,6 +263,31 @@ def block_eval_cost(data: Mapping[str, Any], source: str) -> str:
                if batches else ""))
 
 
+def block_eval_budget_estimates(data: Mapping[str, Any], source: str) -> str:
+    """The studies' estimates under the evaluation budget against their intervals without it."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for r in data["records"]:
+        tally = counts.setdefault((r["study"], r["quantity"]), [0, 0])
+        tally[0] += bool(r["inside"])
+        tally[1] += 1
+    rows = [[f"`{study}`", quantity, f"{inside} of {total}"]
+            for (study, quantity), (inside, total) in counts.items()]
+    outside = [[f"`{r['study']}`", r["table"], r.get("method") or
+                f"η = {fmt(r['lr'])}, λ = {fmt(r['lam'])}", r["quantity"], fmt(r["before"], 4),
+                ci(*r["interval"]), fmt(r["after"], 4)]
+               for r in data["records"] if not r["inside"]]
+    head = generated_line(source, command=data.get("command"))
+    text = (f"{head}\n\n**{data['inside']} of {data['estimates']}** estimates of the run "
+            f"under the default evaluation budget lie inside the intervals of the run that "
+            f"evaluated every point on the whole test set (t\\* and peak accuracy: 95 % "
+            f"t-intervals over seeds; final accuracies: mean ± t·SE).\n\n"
+            + md_table(["study", "estimate", "inside the interval"], rows))
+    if outside:
+        text += ("\n\nOutside:\n\n" + md_table(["study", "table", "where", "estimate",
+                                                  "before", "interval", "after"], outside))
+    return text
+
+
 def block_step_efficiency(data: Mapping[str, Any], source: str, command: str) -> str:
     cfg = data["config"]
     layers = " → ".join(str(n) for n in [cfg["layers"][0][0]] + [b for _, b in cfg["layers"]])
@@ -1015,6 +1040,8 @@ BLOCKS: dict[str, Callable[..., str]] = {
     "overhead": _json_block("overhead.json", block_overhead, "python benchmarks/overhead.py"),
     "engine_speed": _json_block("engine_speed.json", block_engine_speed),
     "eval_cost": _json_block("engine_speed.json", block_eval_cost),
+    "eval_budget_estimates": _json_block("eval_budget_estimates.json",
+                                         block_eval_budget_estimates),
     "step_efficiency": _json_block("step_efficiency.json", block_step_efficiency,
                                    "python benchmarks/step_efficiency.py"),
     "kernels": _json_block("kernels.json", block_kernels, "python benchmarks/kernels.py"),

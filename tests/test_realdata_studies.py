@@ -253,3 +253,13 @@ def test_peak_noise_uses_the_test_size_of_the_peak_point(tmp_path):
         table = tstar_table(st, ids).set_index("run_id")
     assert table.loc[ids[0], "test_noise_se"] == pytest.approx(test_noise_se(0.9, 2000))
     assert table.loc[ids[1], "test_noise_se"] == pytest.approx(test_noise_se(0.9, 10000))
+
+
+def test_the_engine_rule_knows_fashion_mnist_input_size():
+    from l2dynamics.train import choose_engine
+
+    # 2×32 on 784 inputs: 26 k parameters × batch 128 = 3.4e6 multiply-adds ≤ the CPU limit; on
+    # the 3×32×32 fallback shape it would be 12.7e6, and sequential
+    base = {"dataset": "fashion_mnist", "model": "fc", "width": 32, "depth": 2, "steps": 10,
+            "batch_size": 128}
+    assert choose_engine([{**base, "seed": 0}, {**base, "seed": 1}], "cpu") == "vectorized"

@@ -470,5 +470,9 @@ def plot_cnn_bn(runs: pd.DataFrame, lr: float, iso: list[tuple[float, float]],
     for ax in axes:
         ax.grid(alpha=0.3, which="both", lw=0.5)
         ax.legend(fontsize=7)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    for ax in (axes[0], axes[2]):  # accuracies: intervals of few seeds may reach past [0, 1]
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, 0.0), min(high, 1.0))
     fig.tight_layout()
     return save_figure(fig, path)

@@ -28,6 +28,7 @@ MEMBER_KEYS = ("lam", "lr", "seed", "decoupled_wd", "steps", "name")
 # without loading data (the first layer's size is all that depends on them).
 _SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "digits": ((64,), 10), "mnist1d": ((40,), 10), "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
     "cifar10": ((3, 32, 32), 10),
 }
 
