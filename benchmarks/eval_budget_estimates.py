@@ -10,7 +10,8 @@ and λ), an estimate of the after-run is "inside" when it lies in the before-run
 - a method's final test accuracy (tuning tables): mean ± t(0.975, n − 1)·SE of the before-run.
 
 Usage: python benchmarks/eval_budget_estimates.py BEFORE/summary.json AFTER/summary.json
-       [--out benchmarks/results/eval_budget_estimates.json]
+       [BEFORE2 AFTER2 …] [--out benchmarks/results/eval_budget_estimates.json]
+(one pair per suite; the records of all pairs go into one file).
 """
 
 from __future__ import annotations
@@ -81,21 +82,23 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("before", type=Path)
-    parser.add_argument("after", type=Path)
+    parser.add_argument("summaries", type=Path, nargs="+",
+                        help="BEFORE AFTER pairs of reproduce summary.json files")
     parser.add_argument("--out", type=Path,
                         default=Path("benchmarks/results/eval_budget_estimates.json"))
     args = parser.parse_args(argv)
-    before, after = (json.loads(p.read_text()) for p in (args.before, args.after))
-    records = compare(before, after)
+    if len(args.summaries) % 2:
+        parser.error("give the summaries in BEFORE AFTER pairs")
+    records, pairs = [], []
+    for before_path, after_path in zip(args.summaries[::2], args.summaries[1::2], strict=True):
+        before, after = (json.loads(p.read_text()) for p in (before_path, after_path))
+        records += compare(before, after)
+        pairs.append({side: {"suite": s.get("suite"), "created": s.get("created")}
+                      for side, s in (("before", before), ("after", after))})
     inside = sum(r["inside"] for r in records)
     result = {"command": "python benchmarks/eval_budget_estimates.py "
-                         f"{args.before} {args.after}",
-              "before": {"suite": before.get("suite"), "created": before.get("created"),
-                         "versions": before.get("versions")},
-              "after": {"suite": after.get("suite"), "created": after.get("created"),
-                        "versions": after.get("versions")},
-              "estimates": len(records), "inside": inside, "records": records}
+                         + " ".join(str(p) for p in args.summaries),
+              "pairs": pairs, "estimates": len(records), "inside": inside, "records": records}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     for r in records:
