@@ -213,12 +213,31 @@ def test_equilibrium_and_projection_claims():
     from l2dynamics.studies.study_norm_equilibrium import equilibrium_claims
     from l2dynamics.studies.study_norm_projection import projection_claim
 
-    table = pd.DataFrame({"case": ["sgd", "sgd", "adamw"], "tensor": ["a", "b", "a"],
-                          "norm_ratio": [1.01, 0.97, 0.80], "angle_ratio": [1.0, 1.01, 0.99]})
-    verdicts = {c.claim: c.verdict for c in equilibrium_claims(table)}
-    assert verdicts["sgd: equilibrium ‖w‖ within 5 % of the prediction"] == "holds"
-    assert verdicts["adamw: equilibrium ‖w‖ within 5 % of the prediction"] == "does not hold"
-    assert verdicts["adamw: RMS angular update within 2 % of the prediction"] == "holds"
+    def row(case, tensor, norm, angle, half=0.005, drift=0.5):
+        return {"case": case, "tensor": tensor, "norm_ratio": norm, "angle_ratio": angle,
+                "norm_ratio_low": norm - half, "norm_ratio_high": norm + half,
+                "angle_ratio_low": angle - half, "angle_ratio_high": angle + half,
+                "norm_ratio_rw": 0.8, "angle_ratio_rw": 1.2, "batches": 5,
+                "drift_pct": drift, "stationary": abs(drift) <= 2.0}
+
+    table = pd.DataFrame([row("sgd", "a", 1.01, 1.0), row("sgd", "b", 0.99, 1.005),
+                          row("adamw", "a", 0.90, 0.995),
+                          row("adam", "a", 1.0, 1.0, half=0.03),  # too imprecise to tell
+                          row("sgdm", "a", 1.0, 1.0, drift=-5.0),  # not stationary
+                          row("sgdm", "b", 0.9, 1.0, drift=3.0)])
+    claims = {c.claim: c for c in equilibrium_claims(table)}
+    norm = "equilibrium ‖w‖ within ±2 % of the prediction from the measured statistics"
+    angle = "RMS angular update within ±2 % of the prediction from the measured statistics"
+    assert claims[f"sgd: {norm}"].verdict == "holds"
+    assert claims[f"sgd: {angle}"].verdict == "holds"
+    assert claims[f"adamw: {norm}"].verdict == "does not hold"
+    assert claims[f"adamw: {angle}"].verdict == "holds"
+    assert claims[f"adam: {norm}"].verdict == "undetermined"
+    # no verdict without stationarity, even where the ratio is far off; the text says why
+    assert claims[f"sgdm: {norm}"].verdict == "undetermined"
+    assert "0 of 2 tensors stationary" in claims[f"sgdm: {norm}"].measured
+    assert "drift -5.0 %" in claims[f"sgdm: {norm}"].measured
+    assert "batch-means" in claims[f"sgd: {norm}"].ci and "n = 5" in claims[f"sgd: {norm}"].ci
 
     rng = np.random.default_rng(0)
 
@@ -273,9 +292,23 @@ def test_grid_tuning_bridge_traces_and_theory_claims():
         ["holds", "undetermined"]
     assert bridge_claims({"norms": {"bn": wide}})[0].verdict == "consistent"  # wider than margin
 
+    def decayed(scale, windows=20, drift=-5e-4, lr=0.1, lam=0.01):
+        """Windows of 50 updates obeying the SGD identity (times `scale` on ‖w‖²), with drift."""
+        rng = np.random.default_rng(1)
+        grad = 1.0 + 0.05 * rng.standard_normal(windows)
+        norm_ms = scale * (lr ** 2 * grad - drift) / (lr * lam * (2 - lr * lam))
+        return {"tensor": "w", "lam": lam, "step": list(50.0 * np.arange(1, windows + 1)),
+                "norm": list(np.sqrt(norm_ms)), "pred_norm": [1.0] * windows,
+                "updates": [50.0] * windows, "norm_ms": list(norm_ms), "grad_ms": list(grad),
+                "norm_drift": [drift] * windows, "angle_rms": [0.1] * windows,
+                "relaxation_steps": 1 / (4 * lr * lam)}
+
     runs = [{"tensor": "w", "lam": 0.0, "step": [10.0], "norm": [1.02], "pred_norm": [1.0]},
-            {"tensor": "w", "lam": 0.01, "step": [10.0], "norm": [1.3], "pred_norm": [1.0]}]
-    assert [c.verdict for c in traces_claims({"runs": runs})] == ["holds", "does not hold"]
+            decayed(1.0), decayed(1.1), decayed(1.0, windows=3)]
+    claims = traces_claims({"runs": runs, "lr": 0.1})
+    assert [c.verdict for c in claims] == ["holds", "holds", "does not hold", "undetermined"]
+    assert "not yet at equilibrium" in claims[1].measured  # drift −5e-4 × 500 steps ≈ −5 % of ‖w‖²
+    assert "batch-means" in claims[1].ci
 
     fits = pd.DataFrame([{"time": "t_peak", "range": "all λ", "slope": -1.0, "ci_low": -1.1,
                           "ci_high": -0.9, "points": 5}])

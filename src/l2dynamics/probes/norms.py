@@ -15,6 +15,25 @@ At every probe-clock point, over the updates since the previous one (the window)
   batch) and ``norm_ms/<t>`` the mean of ‖w‖² before each update — the two sides of the
   stationary identity E‖w‖² = η·E‖∇L‖²/(λ(2 − ηλ)) (plain SGD, scale-invariant w).
 
+For the equilibrium predictions that use what the optimizer really sees
+(:mod:`l2dynamics.analysis.equilibrium`, the ``*_measured`` functions), also per window, when the
+probe is given the ``torch.optim`` optimizer:
+
+- ``norm_drift/<t>``: (‖w‖² after the window's last update − ‖w‖² before its first) / n, the
+  mean change of ‖w‖² per update (n = ``probe_updates``, the window's number of updates; the
+  windows tile the run, so Σ n·drift telescopes to the change over any span of windows);
+- SGD with heavy-ball momentum μ: ``mom_grad/<t>`` = K = mean ⟨b_{t−1}, ∇L_t⟩ (the momentum
+  buffer before the update against the data-loss gradient) and ``mom_sq/<t>`` = mean ‖b_t‖²
+  (the buffer after it);
+- Adam and AdamW: ``update_sq/<t>`` = mean ‖u_t‖², u = m̂/(√v̂ + ε) the normalized step the
+  optimizer applied (its own bias-corrected state; η·u is the step, L2 term included), and
+  ``precond_cross/<t>`` = X = mean ⟨w_t, ∇L_t/(√v̂_t + ε)⟩: scale invariance makes ∇L ⟂ w,
+  but Adam's per-element preconditioning need not keep it so;
+- Adam with coupled L2: ``decay_weight/<t>`` = mean Σ_i w_i²/(√v̂_i + ε) (the per-element
+  weight of the L2 step, w before the update) and ``aniso/<t>`` = κ = that sum divided by
+  ‖w‖²/√(mean_i v̂_i) (ratio of window sums): how much more the per-element L2 step shrinks
+  w than a per-tensor reading with one RMS gradient per tensor assumes (1 for isotropic v̂).
+
 θ is computed per whole tensor. The angle uses atan2(‖w × w'‖, ⟨w, w'⟩) in float64, accurate
 for the tiny angles (~1e-3 rad) of late training where arccos of a rounded cosine is not.
 
@@ -31,7 +50,10 @@ mean is 0, i.e. all units 0):
 - ``unit_angle_rms_min/<t>``, ``unit_angle_rms_max/<t>``, ``unit_angle_rms_cv/<t>``: of the RMS
   θ_u (rad per step);
 - ``unit_gbar_cv/<t>``: of √(mean ‖w_u‖² · mean ‖∇L_u‖²), the unit gradient ‖ḡ_u‖ =
-  ‖w_u‖·‖∇L_u‖ from the window means.
+  ‖w_u‖·‖∇L_u‖ from the window means;
+- ``unit_dead_fraction/<t>``: the fraction of units that received no data-loss gradient in
+  the window (mean ‖∇L_u‖² ≤ 1e-12 × the largest unit's; e.g. a BN unit whose ReLU output is
+  zero on every example).
 
 :meth:`NormProbe.unit_arrays` returns the last window's full per-unit arrays, so that each unit
 can be compared with its own prediction, e.g. plain SGD (scale-invariant w_u):
@@ -91,23 +113,34 @@ def _cv(x: np.ndarray) -> float:
     return float(x.std()) / mean if mean > 0 else 0.0
 
 
+#: the window sums kept per tensor (see the module docstring for what each becomes)
+_SUMS = ("sum", "sumsq", "grad_sq", "norm_sq", "mom_grad", "mom_sq", "update_sq",
+         "precond_cross", "decay_weight", "aniso_ref")
+
+
 class NormProbe:
     """Angular updates every step and gradient statistics at probe steps, for `named` tensors.
 
     `optimizer` ("sgd" | "adam" | "adamw") and `momentum` (heavy-ball μ, SGD only) set the
     effective-LR formula. ``per_unit=True`` adds the per-unit window statistics of the module
-    docstring for every tensor with ≥ 2 dimensions (vectorized over units, float64)."""
+    docstring for every tensor with ≥ 2 dimensions (vectorized over units, float64).
+    `torch_optimizer`, the ``torch.optim`` optimizer that updates the tensors, adds the
+    optimizer-state statistics (momentum–gradient correlation, Adam's update power and
+    per-element L2 weight); without it only the drift is added to the window statistics."""
 
     def __init__(self, named: Sequence[tuple[str, torch.nn.Parameter]], optimizer: str,
-                 momentum: float = 0.0, *, per_unit: bool = False):
+                 momentum: float = 0.0, *, per_unit: bool = False,
+                 torch_optimizer: torch.optim.Optimizer | None = None):
         self.named = [(n, p) for n, p in named if p.ndim >= 1]
         self.optimizer, self.momentum = optimizer, momentum
         self.per_unit = per_unit
+        self.torch_optimizer = torch_optimizer
+        self._groups = ({id(p): g for g in torch_optimizer.param_groups for p in g["params"]}
+                        if torch_optimizer is not None else {})
         self._before: list[torch.Tensor] = []
-        self._sum = {n: 0.0 for n, _ in self.named}
-        self._sumsq = {n: 0.0 for n, _ in self.named}
-        self._grad_sq = {n: 0.0 for n, _ in self.named}
-        self._norm_sq = {n: 0.0 for n, _ in self.named}
+        self._acc = {k: {n: 0.0 for n, _ in self.named} for k in _SUMS}
+        self._start_sq: dict[str, float] = {}
+        self._grads: list[torch.Tensor | None] = []
         self._count = 0
         # per unit: float64 accumulators on the parameter's device (no host sync per step)
         self._units = [n for n, p in self.named if per_unit and p.ndim >= 2]
@@ -124,28 +157,72 @@ class NormProbe:
             for acc in (self._u_norm_sq, self._u_grad_sq, self._u_angle_sq):
                 acc[name] = torch.zeros(p.shape[0], dtype=torch.float64, device=p.device)
 
+    def _state(self, p: torch.nn.Parameter) -> dict:
+        if self.torch_optimizer is None:
+            return {}
+        return self.torch_optimizer.state.get(p, {})
+
     def before_step(self) -> None:
         """Call after the data-loss backward, before the L2 term and the optimizer step."""
         self._before = [p.detach().double().clone() for _, p in self.named]
+        keep = self.torch_optimizer is not None and self.optimizer in ("adam", "adamw")
+        self._grads = [p.grad.detach().double().clone() if keep and p.grad is not None
+                       else None for _, p in self.named]
+        acc = self._acc
         for (name, p), w in zip(self.named, self._before, strict=True):
+            norm_sq = float(w.norm()) ** 2
+            if self._count == 0:
+                self._start_sq[name] = norm_sq
             if p.grad is not None:
-                self._grad_sq[name] += float(p.grad.detach().double().norm()) ** 2
-            self._norm_sq[name] += float(w.norm()) ** 2
+                grad = p.grad.detach().double()
+                acc["grad_sq"][name] += float(grad.norm()) ** 2
+                buf = self._state(p).get("momentum_buffer")
+                if buf is not None:
+                    acc["mom_grad"][name] += float((buf.detach().double() * grad).sum())
+            acc["norm_sq"][name] += norm_sq
             if name in self._u_norm_sq:
                 self._u_norm_sq[name] += w.reshape(w.shape[0], -1).square().sum(1)
                 if p.grad is not None:
                     g = p.grad.detach().double()
                     self._u_grad_sq[name] += g.reshape(g.shape[0], -1).square().sum(1)
 
+    def _optimizer_stats(self, name: str, p: torch.nn.Parameter, before: torch.Tensor,
+                         grad: torch.Tensor | None) -> None:
+        """The optimizer-state sums of one tensor after its update (see the module docstring)."""
+        state, acc = self._state(p), self._acc
+        if not state:
+            return
+        buf = state.get("momentum_buffer")
+        if buf is not None:
+            acc["mom_sq"][name] += float(buf.detach().double().norm()) ** 2
+        if "exp_avg_sq" not in state:
+            return
+        group = self._groups[id(p)]
+        beta1, beta2 = group["betas"]
+        t = float(state["step"])
+        v_hat = state["exp_avg_sq"].detach().double() / (1.0 - beta2 ** t)
+        denom = v_hat.sqrt() + group["eps"]
+        avg = state["exp_avg"].detach().double() / (1.0 - beta1 ** t)
+        acc["update_sq"][name] += float((avg / denom).square().sum())
+        if grad is not None:
+            acc["precond_cross"][name] += float((before * grad / denom).sum())
+        if self.optimizer == "adam":
+            acc["decay_weight"][name] += float((before.square() / denom).sum())
+            acc["aniso_ref"][name] += float(before.square().sum()) / math.sqrt(
+                max(float(v_hat.mean()), 1e-300))
+
     def after_step(self) -> None:
-        for (name, p), before in zip(self.named, self._before, strict=True):
+        acc = self._acc
+        for (name, p), before, grad in zip(self.named, self._before, self._grads,
+                                           strict=True):
             theta = angle_between(before, p.detach())
-            self._sum[name] += theta
-            self._sumsq[name] += theta * theta
+            acc["sum"][name] += theta
+            acc["sumsq"][name] += theta * theta
+            self._optimizer_stats(name, p, before, grad)
             if name in self._u_angle_sq:
                 self._u_angle_sq[name] += unit_angles(before, p.detach()).square()
         self._count += 1
-        self._before = []
+        self._before, self._grads = [], []
 
     def gradient_metrics(self) -> dict[str, float]:
         """From the parameters' ``.grad`` (call after the data-loss backward, before L2)."""
@@ -164,16 +241,30 @@ class NormProbe:
         """Angular update mean/RMS over the window since the last call, and the effective LR
         now (and with ``per_unit`` the ``unit_*`` summaries); resets the window."""
         out = {}
+        n, acc = self._count, self._acc
+        if n:
+            out["probe_updates"] = float(n)
+        has_state = self.torch_optimizer is not None
         for name, p in self.named:
             norm = float(p.detach().double().norm())
             out[f"eff_lr/{name}"] = effective_lr(lr, norm, self.optimizer, self.momentum)
-            if self._count:
-                out[f"angle_mean/{name}"] = self._sum[name] / self._count
-                out[f"angle_rms/{name}"] = math.sqrt(self._sumsq[name] / self._count)
-                out[f"grad_ms/{name}"] = self._grad_sq[name] / self._count
-                out[f"norm_ms/{name}"] = self._norm_sq[name] / self._count
-            self._sum[name] = self._sumsq[name] = 0.0
-            self._grad_sq[name] = self._norm_sq[name] = 0.0
+            if n:
+                out[f"angle_mean/{name}"] = acc["sum"][name] / n
+                out[f"angle_rms/{name}"] = math.sqrt(acc["sumsq"][name] / n)
+                out[f"grad_ms/{name}"] = acc["grad_sq"][name] / n
+                out[f"norm_ms/{name}"] = acc["norm_sq"][name] / n
+                out[f"norm_drift/{name}"] = (norm * norm - self._start_sq[name]) / n
+                if has_state and self.optimizer == "sgd" and self.momentum:
+                    out[f"mom_grad/{name}"] = acc["mom_grad"][name] / n
+                    out[f"mom_sq/{name}"] = acc["mom_sq"][name] / n
+                if has_state and self.optimizer in ("adam", "adamw"):
+                    out[f"update_sq/{name}"] = acc["update_sq"][name] / n
+                    out[f"precond_cross/{name}"] = acc["precond_cross"][name] / n
+                if has_state and self.optimizer == "adam" and acc["aniso_ref"][name] > 0:
+                    out[f"decay_weight/{name}"] = acc["decay_weight"][name] / n
+                    out[f"aniso/{name}"] = acc["decay_weight"][name] / acc["aniso_ref"][name]
+            for sums in acc.values():
+                sums[name] = 0.0
         out.update(self._unit_window_metrics())
         self._count = 0
         return out
@@ -200,6 +291,8 @@ class NormProbe:
                 out[f"unit_angle_rms_max/{name}"] = float(angle.max())
                 out[f"unit_angle_rms_cv/{name}"] = _cv(angle)
                 out[f"unit_gbar_cv/{name}"] = _cv(np.sqrt(arrays["norm_ms"] * arrays["grad_ms"]))
+                grad = arrays["grad_ms"]
+                out[f"unit_dead_fraction/{name}"] = float(np.mean(grad <= 1e-12 * grad.max()))
         self._reset_units()
         return out
 

@@ -299,8 +299,8 @@ def plot_projection_study(table: pd.DataFrame, path: str | Path) -> Path:
 def plot_eta_lam_grid(table: pd.DataFrame, summary: Mapping, path: str | Path) -> Path:
     """Study 2, one optimizer: (a) final test error over the (η, λ) grid (seed mean) with lines
     of constant predicted effective LR η^p·λ^q; (b) test error against that combination (the
-    collapse: one curve if it holds); (c) the measured late effective LR against it, relaxed
-    runs filled, with the fitted power law."""
+    collapse: one curve if it holds); (c) the measured late effective LR against it, the runs
+    in the exponent fit filled, with the fitted power law."""
     p0, q0 = summary["predicted_p"], summary["predicted_q"]
     opt = summary["optimizer"]
     ok = table[table["status"] == "finished"]
@@ -341,21 +341,24 @@ def plot_eta_lam_grid(table: pd.DataFrame, summary: Mapping, path: str | Path) -
                  f"η {r2['lr_alone']:.2f}, λ {r2['lam_alone']:.2f}")
     ax.grid(alpha=0.3, which="both", lw=0.5)
     ax = axes[2]
-    relaxed = ok["relaxed"].to_numpy(bool)
-    ax.scatter(combo[relaxed], ok["eff_lr"][relaxed], c="k", s=25, label="relaxed (≥ 10τ)")
-    ax.scatter(combo[~relaxed], ok["eff_lr"][~relaxed], facecolors="none", edgecolors="gray",
-               s=25, label="not relaxed")
-    if summary.get("fit_gbar_normalized") and "gbar" in ok:
+    used = (ok["in_fit"] if "in_fit" in ok else ok["relaxed"]).to_numpy(bool)
+    ax.scatter(combo[used], ok["eff_lr"][used], c="k", s=25,
+               label="in the fit (relaxed ≥ 10τ" + (", small angle)" if "in_fit" in ok else ")"))
+    ax.scatter(combo[~used], ok["eff_lr"][~used], facecolors="none", edgecolors="gray",
+               s=25, label="not in the fit")
+    column = "normalizer" if "normalizer" in ok else "gbar"
+    if summary.get("fit_gbar_normalized") and column in ok:
         power = 1.0 if opt == "sgd" else 1.0 / 3.0
-        norm_eff = ok["eff_lr"] * ok["gbar"] ** power
-        scale = np.exp(np.mean(np.log(ok["eff_lr"][relaxed]) - np.log(norm_eff[relaxed])))
+        norm_eff = ok["eff_lr"] * ok[column] ** power
+        scale = np.exp(np.mean(np.log(ok["eff_lr"][used]) - np.log(norm_eff[used])))
         g = summary["fit_gbar_normalized"]
-        ax.scatter(combo[relaxed], scale * norm_eff[relaxed], marker="s", facecolors="none",
+        what = "per-element ḡ" if opt == "adam" and column == "normalizer" else "‖ḡ‖"
+        ax.scatter(combo[used], scale * norm_eff[used], marker="s", facecolors="none",
                    edgecolors="tab:green", s=25,
-                   label=f"× ‖ḡ‖^{power:.2g} (rescaled): η^{g['p']:.2f} λ^{g['q']:.2f}")
+                   label=f"× {what}^{power:.2g} (rescaled): η^{g['p']:.2f} λ^{g['q']:.2f}")
     fit = summary.get("fit")
     if fit:
-        pts = ok[relaxed]
+        pts = ok[used]
         pred = np.exp(np.mean(np.log(pts["eff_lr"]) - fit["p"] * np.log(pts["lr"])
                               - fit["q"] * np.log(pts["lam"])))
         xs_ = pts["lr"] ** p0 * pts["lam"] ** q0

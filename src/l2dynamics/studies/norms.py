@@ -80,10 +80,38 @@ def _relaxation(cfg: Config, *, d: int, gbar_norm: float) -> float:
     return relaxation_steps(cfg.lr, cfg.lam, optimizer="sgd", momentum=cfg.momentum)
 
 
+def _closed_form_norm(cfg: Config, *, d: int, gbar_norm: float) -> float:
+    """The random-walk equilibrium ‖w*‖ of one tensor from its unit gradient ‖ḡ‖ (used at
+    initialization, to plan the burn-in)."""
+    from l2dynamics.analysis import equilibrium as eq
+
+    if cfg.optimizer == "adamw":
+        return eq.adamw_norm(cfg.lr, cfg.decoupled_wd, d, cfg.betas[0])
+    if cfg.optimizer == "adam":
+        return eq.adam_l2_norm(cfg.lr, cfg.lam, d, gbar_norm)
+    return eq.sgdm_norm(cfg.lr, cfg.lam, gbar_norm ** 2, cfg.momentum)
+
+
+def burn_in_steps(cfg: Config, *, d: int, w0_norm: float, gbar_norm: float,
+                  relax_times: float) -> tuple[float, float, float]:
+    """(burn-in, relaxation time τ, arrival time) in steps for one tensor: the arrival of ‖w‖
+    from ‖w_0‖ at its equilibrium (:func:`~l2dynamics.analysis.equilibrium.arrival_steps`, with
+    ‖w*‖ from the gradient at initialization) plus `relax_times` relaxation times."""
+    from l2dynamics.analysis.equilibrium import arrival_steps
+
+    tau = _relaxation(cfg, d=d, gbar_norm=gbar_norm)
+    lam = cfg.decoupled_wd if cfg.optimizer == "adamw" else cfg.lam
+    opt = cfg.optimizer
+    arrival = arrival_steps(cfg.lr, lam, opt, cfg.momentum if opt == "sgd" else 0.0,
+                            w0_norm=w0_norm,
+                            w_star_norm=_closed_form_norm(cfg, d=d, gbar_norm=gbar_norm), d=d)
+    return arrival + relax_times * tau, tau, arrival
+
+
 def predictions(cfg: Config, *, norm_ms: float, grad_ms: float, numel: int
                 ) -> tuple[float, float]:
-    """(predicted ‖w‖, predicted RMS angle per step) for one tensor of `cfg`'s run, from the
-    window means of ‖w‖² and ‖∇L‖².
+    """(predicted ‖w‖, predicted RMS angle per step) of the *random-walk* closed forms for one
+    tensor of `cfg`'s run, from the window means of ‖w‖² and ‖∇L‖².
 
     The norm formulas are written in G = E‖ḡ‖², the gradient at unit norm. Substituting
     ḡ = ‖w‖·∇L and solving for ‖w‖ gives each one in the measured ‖∇L‖ alone, e.g. for SGD the
@@ -106,19 +134,126 @@ def predictions(cfg: Config, *, norm_ms: float, grad_ms: float, numel: int
     return eq.sgd_norm(cfg.lr, cfg.lam, grad_ms) ** 2, eq.sgd_angle(cfg.lr, cfg.lam)
 
 
+#: window statistics pooled over a span, each as the update-weighted mean of its windows
+_POOLED = ("norm_ms", "grad_ms", "norm_drift", "mom_grad", "mom_sq", "update_sq",
+           "precond_cross", "decay_weight")
+
+
+def pooled_span(windows: pd.DataFrame, tensor: str) -> dict[str, float]:
+    """One tensor's statistics over a span of probe windows, pooled by sums and counts (each
+    window's mean weighted by its number of updates, ``probe_updates``; never a mean of means):
+    the means of :data:`_POOLED`, ``angle_rms`` (√ of the pooled mean square), ``aniso`` (the
+    ratio of the pooled sums), ``updates`` and ``drift_fraction`` (the change of ‖w‖² over the
+    span / its mean ‖w‖²)."""
+    n = windows["probe_updates"].to_numpy(float)
+    total = float(n.sum())
+    out: dict[str, float] = {"updates": total}
+    for key in _POOLED:
+        col = f"{key}/{tensor}"
+        out[key] = (float((windows[col].to_numpy(float) * n).sum()) / total
+                    if col in windows else math.nan)
+    angle = windows[f"angle_rms/{tensor}"].to_numpy(float)
+    out["angle_rms"] = math.sqrt(float((angle ** 2 * n).sum()) / total)
+    if f"aniso/{tensor}" in windows:
+        weight = windows[f"decay_weight/{tensor}"].to_numpy(float)
+        ref = weight / windows[f"aniso/{tensor}"].to_numpy(float)
+        out["aniso"] = float((weight * n).sum() / (ref * n).sum())
+    else:
+        out["aniso"] = math.nan
+    out["drift_fraction"] = out["norm_drift"] * total / out["norm_ms"]
+    return out
+
+
+def measured_predictions(cfg: Config, span: Mapping[str, float], numel: int
+                         ) -> dict[str, float]:
+    """The predictions from what the optimizer really sees (:mod:`l2dynamics.analysis.
+    equilibrium`, the ``*_measured`` forms) for one tensor over a pooled span
+    (:func:`pooled_span`): ``pred_norm`` (√ of the predicted E‖w‖²), ``pred_angle`` (RMS, rad
+    per step) and the statistics that explain a departure from the random walk:
+    ``mom_corr`` = 2μK/G (SGDM), ``u_tilde`` = the update power over its white-noise value and
+    ``d_eff`` = the effective dimension (Adam, AdamW), ``kappa`` (Adam + L2's anisotropy) and
+    ``cross_share`` = 2X/(ηP(1 + β₁)/(1 − β₁)), the share of the steps' growth of ‖w‖² that the
+    preconditioned cross term X cancels (Adam, AdamW)."""
+    from l2dynamics.analysis import equilibrium as eq
+
+    W, D = span["norm_ms"], span["norm_drift"]
+    out = {"mom_corr": math.nan, "u_tilde": math.nan, "d_eff": math.nan, "kappa": math.nan,
+           "cross_share": math.nan}
+    if cfg.optimizer == "sgd":
+        K = span["mom_grad"] if cfg.momentum else 0.0
+        W_pred = eq.sgdm_norm_sq_measured(cfg.lr, cfg.lam, span["grad_ms"], cfg.momentum,
+                                          mom_grad=K, drift=D)
+        angle = eq.sgdm_angle_measured(cfg.lr, cfg.lam, cfg.momentum, rel_drift=D / W)
+        if cfg.momentum:
+            out["mom_corr"] = 2 * cfg.momentum * K / span["grad_ms"]
+    else:
+        b1, P, X = cfg.betas[0], span["update_sq"], span["precond_cross"]
+        if cfg.optimizer == "adam":
+            W_pred = eq.adam_l2_norm_sq_measured(cfg.lr, cfg.lam, update_sq=P,
+                                                 decay_weight=span["decay_weight"],
+                                                 norm_sq=W, beta1=b1, precond_cross=X,
+                                                 drift=D)
+            out["kappa"] = span["aniso"]
+        else:
+            W_pred = eq.adamw_norm_sq_measured(cfg.lr, cfg.decoupled_wd, update_sq=P,
+                                               beta1=b1, precond_cross=X, drift=D)
+        # the part of the steps' growth of ‖w‖² that the preconditioned cross term cancels
+        out["cross_share"] = 2 * X / (cfg.lr * P * (1 + b1) / (1 - b1))
+        angle = eq.adam_update_angle_measured(cfg.lr, update_sq=P, norm_sq=W)
+        out["u_tilde"] = P / eq.white_noise_update_sq(numel, b1)
+        out["d_eff"] = P * (1 + b1) / (1 - b1)
+    out["pred_norm"] = math.sqrt(W_pred) if W_pred > 0 else math.nan
+    out["pred_angle"] = angle
+    return out
+
+
+def _ratio_interval(cfg: Config, windows: pd.DataFrame, tensor: str, numel: int,
+                    batches: int) -> dict[str, float]:
+    """Batch means: the measured span cut into `batches` consecutive pieces, each with its
+    own drift-corrected predictions; a 95 % t-interval (n = `batches`) of the mean ratio of
+    ‖w‖ and of the RMS angle."""
+    from l2dynamics.analysis.intervals import seed_interval
+
+    norm_r, angle_r = [], []
+    for piece in np.array_split(np.arange(len(windows)), batches):
+        if len(piece) == 0:
+            continue
+        span = pooled_span(windows.iloc[piece], tensor)
+        pred = measured_predictions(cfg, span, numel)
+        norm_r.append(math.sqrt(span["norm_ms"]) / pred["pred_norm"])
+        angle_r.append(span["angle_rms"] / pred["pred_angle"])
+    n_iv, a_iv = seed_interval(norm_r), seed_interval(angle_r)
+    return {"norm_ratio_low": n_iv.low, "norm_ratio_high": n_iv.high,
+            "angle_ratio_low": a_iv.low, "angle_ratio_high": a_iv.high, "batches": n_iv.n}
+
+
 def equilibrium_check(cases: Mapping[str, Mapping[str, Any]] | None = None, *,
                       base: Mapping[str, Any] | None = None, relax_times: float = 10.0,
-                      measure_times: float = 5.0, windows: int = 50, seed: int = 0,
-                      store: str | Path | None = None,
+                      measure_times: float = 5.0, windows: int = 50, batches: int = 5,
+                      seed: int = 0, store: str | Path | None = None,
                       progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """One run per case for ``(relax_times + measure_times)`` relaxation times; a table of
-    measured/predicted norm and RMS angle per scale-invariant tensor."""
+    """One run per case: a burn-in (the arrival of ‖w‖ at its equilibrium plus `relax_times`
+    relaxation times, :func:`burn_in_steps`, longest over the tensors), then `measure_times`
+    relaxation times measured in `windows` probe windows. One row per scale-invariant tensor:
+
+    - the stationarity test: ``drift_pct`` (the change of ‖w‖² over the measured span, % of its
+      mean) and ``stationary`` (|drift| ≤ ``STATIONARY_DRIFT``);
+    - the random-walk closed forms (:func:`predictions`): ``pred_norm_rw``, ``norm_ratio_rw``,
+      ``pred_angle_rw``, ``angle_ratio_rw``;
+    - the predictions from the measured statistics (:func:`measured_predictions`):
+      ``pred_norm``, ``norm_ratio``, ``pred_angle``, ``angle_ratio`` with batch-means 95 %
+      t-intervals (``*_low``/``*_high``, n = `batches`), and ``mom_corr``, ``u_tilde``,
+      ``d_eff``, ``kappa``, ``cross_share`` — why a tensor departs from the random walk."""
+    from l2dynamics.analysis.equilibrium import STATIONARY_DRIFT
     from l2dynamics.probes.scale import detect_scale_invariant
     from l2dynamics.train import Trainer
 
     rows = []
     for name, case in (CASES if cases is None else cases).items():
         cfg = make_config({**BASE, **(base or {})}, **case, seed=seed)
+        if cfg.optimizer == "sgd" and cfg.nesterov:
+            raise ConfigError(f"case {name!r}: the equilibrium forms are for heavy-ball "
+                              "momentum; nesterov=true is not covered")
         trainer = Trainer(cfg)
         xb, yb = trainer.batch(0)
         report = detect_scale_invariant(trainer.model, trainer.loss_fn, xb, yb, per_unit=False)
@@ -126,32 +261,50 @@ def equilibrium_check(cases: Mapping[str, Mapping[str, Any]] | None = None, *,
         tensors = [n for n in report.invariant_names if params[n].ndim >= 2]
         if not tensors:
             raise ConfigError(f"case {name!r}: the model has no scale-invariant weights")
-        w = params[tensors[0]]
         trainer.loss_fn(trainer.model(xb), yb).backward()
-        gbar = float(w.detach().double().norm() * w.grad.detach().double().norm())
-        tau = _relaxation(cfg, d=w.numel(), gbar_norm=gbar)
-        steps = int(math.ceil((relax_times + measure_times) * tau))
-        cfg = cfg.replace(steps=steps, eval_every=max(1, int(measure_times * tau) // windows))
-        if progress:
-            progress(f"{name}: {steps} steps (relaxation ≈ {tau:.0f}), tensors {tensors}")
-        _, hist = _train([cfg], store)[0]
-        late = hist[hist["step"] >= relax_times * tau]
+        plans = []
         for tensor in tensors:
-            cols = [f"{k}/{tensor}" for k in ("norm_ms", "grad_ms", "angle_rms", "norm")]
-            window = late.dropna(subset=cols[:3])
-            norm_ms = float(window[cols[0]].mean())
-            grad_ms = float(window[cols[1]].mean())
-            angle_rms = float(np.sqrt((window[cols[2]] ** 2).mean()))
-            pred_norm, pred_angle = predictions(cfg, norm_ms=norm_ms, grad_ms=grad_ms,
-                                                numel=params[tensor].numel())
-            measured_norm = math.sqrt(norm_ms)
-            rows.append({"case": name, "tensor": tensor, "optimizer": cfg.optimizer,
-                         "lr": cfg.lr, "lam": cfg.lam, "decoupled_wd": cfg.decoupled_wd,
-                         "momentum": cfg.momentum, "steps": steps, "relaxation_steps": tau,
-                         "windows": len(window), "norm": measured_norm,
-                         "pred_norm": pred_norm, "norm_ratio": measured_norm / pred_norm,
-                         "angle_rms": angle_rms, "pred_angle": pred_angle,
-                         "angle_ratio": angle_rms / pred_angle})
+            w = params[tensor]
+            w0 = float(w.detach().double().norm())
+            gbar = w0 * float(w.grad.detach().double().norm())
+            plans.append(burn_in_steps(cfg, d=w.numel(), w0_norm=w0, gbar_norm=gbar,
+                                       relax_times=relax_times))
+        burn, tau, arrival = max(plans)
+        window = max(1, int(measure_times * tau) // windows)
+        steps = int(math.ceil(burn / window)) * window + windows * window
+        cfg = cfg.replace(steps=steps, eval_every=window)
+        if progress:
+            progress(f"{name}: {steps} steps (arrival ≈ {arrival:.0f}, relaxation ≈ "
+                     f"{tau:.0f}, measured from step {steps - windows * window}), "
+                     f"tensors {tensors}")
+        _, hist = _train([cfg], store)[0]
+        measured = hist.dropna(subset=["probe_updates"])
+        measured = measured[measured["step"] - measured["probe_updates"] >= steps - windows
+                            * window]
+        for tensor in tensors:
+            numel = params[tensor].numel()
+            span = pooled_span(measured, tensor)
+            rw_norm, rw_angle = predictions(cfg, norm_ms=span["norm_ms"],
+                                            grad_ms=span["grad_ms"], numel=numel)
+            pred = measured_predictions(cfg, span, numel)
+            norm = math.sqrt(span["norm_ms"])
+            rows.append({
+                "case": name, "tensor": tensor, "optimizer": cfg.optimizer, "lr": cfg.lr,
+                "lam": cfg.lam, "decoupled_wd": cfg.decoupled_wd, "momentum": cfg.momentum,
+                "steps": steps, "burn_in": steps - windows * window, "arrival_steps": arrival,
+                "relaxation_steps": tau, "windows": len(measured),
+                "drift_pct": 100 * span["drift_fraction"],
+                "stationary": bool(abs(span["drift_fraction"]) <= STATIONARY_DRIFT),
+                "norm": norm, "pred_norm_rw": rw_norm, "norm_ratio_rw": norm / rw_norm,
+                "pred_norm": pred["pred_norm"], "norm_ratio": norm / pred["pred_norm"],
+                "angle_rms": span["angle_rms"], "pred_angle_rw": rw_angle,
+                "angle_ratio_rw": span["angle_rms"] / rw_angle,
+                "pred_angle": pred["pred_angle"],
+                "angle_ratio": span["angle_rms"] / pred["pred_angle"],
+                **_ratio_interval(cfg, measured, tensor, numel, batches),
+                "mom_corr": pred["mom_corr"], "u_tilde": pred["u_tilde"],
+                "d_eff": pred["d_eff"], "kappa": pred["kappa"],
+                "cross_share": pred["cross_share"]})
     return pd.DataFrame(rows)
 
 
@@ -163,7 +316,9 @@ def norm_traces(lams: tuple[float, ...] = (0.0, 1e-3, 5e-3, 2e-2), *,
     tensor and window: ‖w‖, the effective LR η/‖w‖², the RMS angle, and the predictions —
     the equilibrium norm from that window's measured gradient (√(η·E‖∇L‖²/(λ(2 − ηλ)))), the
     angle arccos(1 − ηλ), and for λ = 0 the growth law ‖w_t‖⁴ = ‖w_0‖⁴ + 2η²·Σ_s ‖ḡ_s‖²
-    (from the measured gradients) and its effective LR → 1/√(2Gt)."""
+    (from the measured gradients) and its effective LR → 1/√(2Gt). Each run also keeps its
+    window sums (``updates``, ``norm_ms``, ``grad_ms``, ``norm_drift``) and, for λ > 0, its
+    relaxation time, for the drift-corrected identity over a span (:func:`pooled_span`)."""
     from l2dynamics.analysis import equilibrium as eq
     from l2dynamics.train import Trainer
 
@@ -184,10 +339,16 @@ def norm_traces(lams: tuple[float, ...] = (0.0, 1e-3, 5e-3, 2e-2), *,
             row: dict[str, Any] = {"lam": lam, "tensor": tensor, "step": steps_.tolist(),
                                    "norm": norm.tolist(),
                                    "eff_lr": (lr / norm ** 2).tolist(),
-                                   "angle_rms": h[f"angle_rms/{tensor}"].tolist()}
+                                   "angle_rms": h[f"angle_rms/{tensor}"].tolist(),
+                                   # the window sums, for the drift-corrected identity
+                                   "updates": h["probe_updates"].tolist(),
+                                   "norm_ms": h[f"norm_ms/{tensor}"].tolist(),
+                                   "grad_ms": grad_ms.tolist(),
+                                   "norm_drift": h[f"norm_drift/{tensor}"].tolist()}
             if lam > 0:
                 row["pred_norm"] = np.sqrt(lr * grad_ms / (lam * (2 - lr * lam))).tolist()
                 row["pred_angle"] = eq.sgd_angle(lr, lam)
+                row["relaxation_steps"] = eq.relaxation_steps(lr, lam)
             else:
                 # Σ_s ‖ḡ_s‖² over the updates so far, from the windows' means (window lengths
                 # from the clock), then ‖w‖⁴ = ‖w_0‖⁴ + 2η²Σ‖ḡ‖²
@@ -288,14 +449,16 @@ def eta_lam_grid(optimizer: str, lrs: Sequence[float], lams: Sequence[float], *,
     """Study 2: train the BN net at every (η, λ) of the grid (``optimizer`` "sgd" or "adam",
     coupled L2 on the weights) through the store; one row per run.
 
-    Columns: lr, lam, seed, status, test_error (final), eff_lr (the late effective LR: the
-    geometric mean over the scale-invariant tensors of each one's median ``eff_lr`` over the
-    last `late_fraction` of training — η/‖w‖² for SGD, η/‖w‖ for Adam), norm (the same for
-    ‖w‖), gbar (the same for the RMS gradient at unit norm ‖ḡ‖ = ‖w‖·‖∇L‖), relaxation_steps
-    (τ, from initialization) and relaxed = steps ≥ `relax_times`·τ (only those runs can have
-    reached the equilibrium the collapse relies on: the gradient scale keeps falling while a
-    net fits its data, and a norm that lags behind steepens the fitted exponents — on the SGD
-    grid 0.72/0.63 at 3τ, 0.53/0.52 at 10τ, 0.50/0.51 at 20τ against the predicted ½, ½)."""
+    Columns: lr, lam, seed, status, test_error (final), the late statistics of
+    :func:`_late_cell` over the windows in the last `late_fraction` of training (eff_lr, norm,
+    gbar, gbar_elem, normalizer, angle_rms, kappa, u_tilde, cross_share, dead_fraction,
+    l2_ratio), relaxation_steps (τ, from initialization), small_angle (Adam: the largest RMS
+    angle ≤ :data:`SMALL_ANGLE`; always true for SGD, whose arccos form holds at any angle),
+    relaxed = steps ≥ `relax_times`·τ (only those runs can have reached the equilibrium the
+    collapse relies on: the gradient scale keeps falling while a net fits its data, and a norm
+    that lags behind steepens the fitted exponents — on the SGD grid 0.72/0.63 at 3τ,
+    0.53/0.52 at 10τ, 0.50/0.51 at 20τ against the predicted ½, ½) and in_fit = relaxed and
+    small_angle. The runs record the per-unit probes (for the dead-unit fraction)."""
     from l2dynamics.train import Trainer
 
     if optimizer not in EFFECTIVE_LR_EXPONENTS:
@@ -306,34 +469,94 @@ def eta_lam_grid(optimizer: str, lrs: Sequence[float], lams: Sequence[float], *,
     if any(not (math.isfinite(x) and x > 0) for x in (*lrs, *lams)):
         raise ConfigError(f"every η and λ of the grid must be finite and > 0 (got η {lrs}, "
                           f"λ {lams})")
-    common = {**BASE, **(base or {}), "optimizer": optimizer, "steps": steps,
-              "eval_every": max(1, steps // 50)}
+    common = {**BASE, "norm_probes_per_unit": True, **(base or {}), "optimizer": optimizer,
+              "steps": steps, "eval_every": max(1, steps // 50)}
     configs = [make_config(common, lr=lr, lam=lam, seed=seed)
                for lr in lrs for lam in lams for seed in seeds]
-    tensors = invariant_weights(Trainer(configs[0]))
+    trainer = Trainer(configs[0])
+    tensors = invariant_weights(trainer)
     if not tensors:
         raise ConfigError("the grid's model has no scale-invariant weights (use norm: bn)")
+    numel = {name: p.numel() for name, p in trainer.named_params if name in tensors}
     if progress:
         progress(f"{optimizer}: {len(configs)} runs of {steps} steps; invariant {tensors}")
     runs = train_through_store(configs, store, workers=workers, log=progress)
     rows = []
     for run in runs:
         cfg, hist = run.config, run.history
-        late = hist[hist["step"] >= (1.0 - late_fraction) * cfg.steps]
-        eff = [late[f"eff_lr/{t}"].dropna().median() for t in tensors]
-        norm = [np.sqrt(late[f"norm_ms/{t}"].dropna().median()) for t in tensors]
-        gbar = [np.sqrt(late[f"norm_ms/{t}"].dropna().median()
-                        * late[f"grad_ms/{t}"].dropna().median()) for t in tensors]
+        windows = hist.dropna(subset=["probe_updates"])
+        late = windows[windows["step"] - windows["probe_updates"]
+                       >= (1.0 - late_fraction) * cfg.steps]
         acc = hist["test_acc"].dropna()
         final = float(acc.iloc[-1]) if run.status == "finished" and len(acc) else 0.0
         tau = _initial_relaxation(cfg, tensors)
-        rows.append({"optimizer": optimizer, "lr": cfg.lr, "lam": cfg.lam, "seed": cfg.seed,
-                     "status": run.status, "run_id": run.run_id, "test_error": 1.0 - final,
-                     "eff_lr": float(np.exp(np.mean(np.log(eff)))),
-                     "norm": float(np.exp(np.mean(np.log(norm)))),
-                     "gbar": float(np.exp(np.mean(np.log(gbar)))),
-                     "relaxation_steps": tau, "relaxed": cfg.steps >= relax_times * tau})
+        row = {"optimizer": optimizer, "lr": cfg.lr, "lam": cfg.lam, "seed": cfg.seed,
+               "status": run.status, "run_id": run.run_id, "test_error": 1.0 - final,
+               "relaxation_steps": tau, "relaxed": cfg.steps >= relax_times * tau}
+        row.update(_late_cell(cfg, late, tensors, numel) if len(late) else _EMPTY_CELL)
+        row["small_angle"] = bool(optimizer != "adam" or row["angle_rms"] <= SMALL_ANGLE)
+        row["in_fit"] = bool(row["relaxed"] and row["small_angle"])
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: Adam + L2 cells enter the exponent fit only when every scale-invariant tensor turns by at
+#: most this RMS angle per step (rad): beyond it w turns by more than ≈ √10·0.1 ≈ 0.3 rad
+#: within the momentum's memory 1/(1 − β₁) = 10 steps, where the derivation's m̂ ≈ λw + noise
+#: fails. Stated with the per-element normalizer (issue 18), before the grid was rerun.
+SMALL_ANGLE = 0.1
+
+_EMPTY_CELL = {k: math.nan for k in ("eff_lr", "norm", "gbar", "gbar_elem", "normalizer",
+                                     "angle_rms", "kappa", "u_tilde", "cross_share",
+                                     "dead_fraction", "l2_ratio")}
+
+
+def _late_cell(cfg: Config, late: pd.DataFrame, tensors: list[str],
+               numel: Mapping[str, int]) -> dict[str, float]:
+    """One grid cell's late statistics, each tensor's pooled by sums and counts over the late
+    windows (:func:`pooled_span`), then across tensors: the geometric mean of the effective LR
+    (η/((1−μ)‖w‖²) SGD, η/‖w‖ Adam), ‖w‖, ‖ḡ‖ = ‖w‖·‖∇L‖ and the per-element ḡ of Adam + L2
+    (``gbar_elem`` = ‖w‖·√d·E‖w‖²/A, A = E Σ w_i²/(√v̂_i + ε): the unit gradient that Adam's
+    L2 step sees); ``normalizer`` is the one the fit uses (‖ḡ‖ for SGD, ``gbar_elem`` for
+    Adam). The largest over the tensors of the RMS angle per step, the dead-unit fraction and
+    λ‖w‖/‖∇L‖ (``l2_ratio``: the L2 gradient against the data gradient), and the geometric
+    mean of κ, ũ and the cross term's share (Adam) — the statistics that place the cell."""
+    from l2dynamics.analysis.equilibrium import white_noise_update_sq
+
+    per: dict[str, list[float]] = {k: [] for k in _EMPTY_CELL}
+    for t in tensors:
+        span = pooled_span(late, t)
+        W, G = span["norm_ms"], span["grad_ms"]
+        norm = math.sqrt(W)
+        per["norm"].append(norm)
+        per["gbar"].append(math.sqrt(W * G))
+        per["eff_lr"].append(cfg.lr / ((1.0 - cfg.momentum) * W) if cfg.optimizer == "sgd"
+                             else cfg.lr / norm)
+        per["angle_rms"].append(span["angle_rms"])
+        per["l2_ratio"].append(cfg.lam * math.sqrt(W / G) if G > 0 else math.inf)
+        dead = late.get(f"unit_dead_fraction/{t}")
+        per["dead_fraction"].append(float(dead.max()) if dead is not None else math.nan)
+        if cfg.optimizer == "adam" and math.isfinite(span["decay_weight"]):
+            b1, P = cfg.betas[0], span["update_sq"]
+            per["gbar_elem"].append(norm * math.sqrt(numel[t]) * W / span["decay_weight"])
+            per["kappa"].append(span["aniso"])
+            per["u_tilde"].append(P / white_noise_update_sq(numel[t], b1))
+            per["cross_share"].append(2 * span["precond_cross"]
+                                      / (cfg.lr * P * (1 + b1) / (1 - b1)))
+
+    def geo(xs: list[float]) -> float:
+        arr = np.asarray(xs, float)
+        return float(np.exp(np.mean(np.log(arr)))) if len(arr) and (arr > 0).all() \
+            else math.nan
+
+    out = {k: geo(per[k]) for k in ("eff_lr", "norm", "gbar", "gbar_elem", "kappa",
+                                    "u_tilde")}
+    out["cross_share"] = float(np.mean(per["cross_share"])) if per["cross_share"] \
+        else math.nan
+    for k in ("angle_rms", "dead_fraction", "l2_ratio"):
+        out[k] = float(np.max(per[k]))
+    out["normalizer"] = out["gbar_elem"] if cfg.optimizer == "adam" else out["gbar"]
+    return out
 
 
 def _quadratic_r2(x: np.ndarray, y: np.ndarray) -> float:
@@ -350,8 +573,10 @@ def _quadratic_r2(x: np.ndarray, y: np.ndarray) -> float:
 def collapse_summary(table: pd.DataFrame, level: float = 0.95) -> dict[str, Any]:
     """The fitted effective-LR exponents and how well test error collapses.
 
-    ``fit``: eff_lr ∝ η^p·λ^q over the finished, relaxed runs; ``fit_gbar_normalized``: the
-    same for eff_lr·‖ḡ‖^a (``GBAR_POWER``), the law at a fixed gradient scale
+    ``fit``: eff_lr ∝ η^p·λ^q over the finished, relaxed runs in the small-angle regime
+    (``in_fit``, where the table has it); ``fit_gbar_normalized``: the same for
+    eff_lr·g^a (``GBAR_POWER``) with g the table's ``normalizer`` (SGD ‖ḡ‖; Adam + L2 the
+    per-element ḡ its L2 step sees) or else ``gbar``, the law at a fixed gradient scale
     (:func:`~l2dynamics.analysis.equilibrium.fit_power_law_exponents`), with `level` CIs and
     the verdict for each predicted exponent (inside its CI or not); for Adam also whether the
     CI of q holds +⅓ (ours), −⅓ (the disputed form), both or neither.
@@ -364,15 +589,21 @@ def collapse_summary(table: pd.DataFrame, level: float = 0.95) -> dict[str, Any]
     p0, q0 = EFFECTIVE_LR_EXPONENTS[optimizer]
     ok = table[table["status"] == "finished"]
     relaxed = ok[ok["relaxed"]]
+    fitted = relaxed[relaxed["in_fit"]] if "in_fit" in relaxed else relaxed
     out: dict[str, Any] = {"optimizer": optimizer, "predicted_p": p0, "predicted_q": q0,
-                           "runs": len(table), "finished": len(ok), "relaxed": len(relaxed)}
-    values = {"fit": relaxed["eff_lr"]}
-    if "gbar" in relaxed:
-        values["fit_gbar_normalized"] = relaxed["eff_lr"] * relaxed["gbar"] ** GBAR_POWER[
+                           "runs": len(table), "finished": len(ok), "relaxed": len(relaxed),
+                           "in_fit": len(fitted),
+                           "outside_small_angle": len(relaxed) - len(fitted)}
+    values = {"fit": fitted["eff_lr"]}
+    column = "normalizer" if "normalizer" in fitted else "gbar" if "gbar" in fitted else None
+    if column is not None:
+        values["fit_gbar_normalized"] = fitted["eff_lr"] * fitted[column] ** GBAR_POWER[
             optimizer]
+        out["normalizer"] = ("per-element ḡ of the L2 step" if column == "normalizer"
+                             and optimizer == "adam" else "‖ḡ‖ per tensor")
     for key, y in values.items():
         try:
-            fit = fit_power_law_exponents(relaxed["lr"], relaxed["lam"], y, level=level)
+            fit = fit_power_law_exponents(fitted["lr"], fitted["lam"], y, level=level)
         except ConfigError as exc:
             out[key] = None
             out[f"{key}_error"] = str(exc)

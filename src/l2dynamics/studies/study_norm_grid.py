@@ -125,11 +125,22 @@ def grid_claims(opt: str, summary: dict[str, Any]) -> list[Claim]:
                    if rules == ["holds", "holds"] else "undetermined"
                    if "undetermined" in rules else "consistent")
         (pl, ph), (ql, qh) = slope_margin(p0), slope_margin(q0)
+        misses = []
+        for name, lo_hi, target in (("p", fit["ci_p"], p0), ("q", fit["ci_q"], q0)):
+            if not lo_hi[0] <= target <= lo_hi[1]:
+                gap = lo_hi[0] - target if lo_hi[0] > target else lo_hi[1] - target
+                misses.append(f"{name}'s interval misses {target:.3f} by {abs(gap):.3f}")
+        normalizer = summary.get("normalizer", "‖ḡ‖ per tensor")
+        excluded = summary.get("outside_small_angle", 0)
         claims.append(Claim(
-            f"{opt}: equilibrium effective LR × ‖ḡ‖^a ∝ {law} (both exponents' intervals inside "
-            "a margin of ×1.25 around the prediction)",
-            f"η^{fit['p']:.3f} λ^{fit['q']:.3f} over {fit['n']} relaxed runs"
-            + (f"; supports {fit['supports']}" if "supports" in fit else ""), verdict,
+            f"{opt}: equilibrium effective LR × g^a ∝ {law}, g = {normalizer} (both exponents' "
+            "intervals inside a margin of ×1.25 around the prediction)",
+            f"η^{fit['p']:.3f} λ^{fit['q']:.3f} over {fit['n']} runs (relaxed"
+            + (f"; {excluded} more outside the small-angle regime, excluded" if excluded
+               else "") + ")"
+            + (f"; supports {fit['supports']}" if "supports" in fit else "")
+            + (f"; {'; '.join(misses)}" if misses else "; both intervals contain the "
+               "prediction"), verdict,
             f"95 % t-intervals of the exponents, n = {fit['n']} runs: p [{fit['ci_p'][0]:.3f}, "
             f"{fit['ci_p'][1]:.3f}] (margin [{pl:.3f}, {ph:.3f}]), q [{fit['ci_q'][0]:.3f}, "
             f"{fit['ci_q'][1]:.3f}] (margin [{ql:.3f}, {qh:.3f}])"))

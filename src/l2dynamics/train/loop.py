@@ -122,7 +122,8 @@ class Trainer:
 
             self.norm_probe = NormProbe(self.named_params, cfg.optimizer,
                                         cfg.momentum if cfg.optimizer == "sgd" else 0.0,
-                                        per_unit=cfg.norm_probes_per_unit)
+                                        per_unit=cfg.norm_probes_per_unit,
+                                        torch_optimizer=self.optimizer)
         self._clock_set: set[int] = set()
         self._stop_requested = False
         self._losses: list[torch.Tensor] = []  # detached batch losses since the last sync
