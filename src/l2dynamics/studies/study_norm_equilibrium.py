@@ -29,7 +29,7 @@ from l2dynamics.studies.base import TEXT, VL, Context, Study, param, table
 
 NORM_MINI = {"n_train": 2000, "n_test": 2000}  # the mini suite's BN MLP on MNIST-1D
 MINI_CASES = {"sgd": {"optimizer": "sgd", "lr": 0.1, "lam": 2e-2},
-              "sgdm": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "lam": 5e-3},
+              "sgdm": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "lam": 2e-2},
               "adam_l2": {"optimizer": "adam", "lr": 3e-3, "lam": 5e-2, "betas": [0.9, 0.99]},
               "adamw": {"optimizer": "adamw", "lr": 1e-3, "decoupled_wd": 2.0,
                         "betas": [0.9, 0.99]}}
