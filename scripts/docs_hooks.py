@@ -550,13 +550,14 @@ def block_norms_equilibrium(rows: list[Mapping[str, Any]], source: str, command:
             setup += f", μ = {fmt(r['momentum'])}"
         stationary = str(r["stationary"]).lower() in ("true", "1")
         table.append([r["case"], setup, f"`{r['tensor']}`", fmt(r["steps"]),
-                      f"{float(r['drift_pct']):+.1f} %" + ("" if stationary else " (no verdict)"),
+                      f"{float(r['drift_per_tau_pct']):+.1f} %"
+                      + ("" if stationary else " (no verdict)"),
                       ratio(r, "norm"), ratio(r, "angle")])
         why.append([r["case"], f"`{r['tensor']}`", num(r, "norm_ratio_rw"),
                     num(r, "angle_ratio_rw"), num(r, "mom_corr"), num(r, "u_tilde"),
                     num(r, "kappa"), num(r, "cross_share")])
     return (generated_line(source, command=command) + "\n\n"
-            + md_table(["case", "setting", "tensor", "steps", "drift of ‖w‖²",
+            + md_table(["case", "setting", "tensor", "steps", "‖w‖² trend per τ",
                         "‖w‖ measured / predicted [95 % batch-means CI]",
                         "RMS angle measured / predicted"], table)
             + "\n\nThe random-walk closed forms on the same runs, and the measured statistics "

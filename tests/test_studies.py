@@ -218,7 +218,7 @@ def test_equilibrium_and_projection_claims():
                 "norm_ratio_low": norm - half, "norm_ratio_high": norm + half,
                 "angle_ratio_low": angle - half, "angle_ratio_high": angle + half,
                 "norm_ratio_rw": 0.8, "angle_ratio_rw": 1.2, "batches": 5,
-                "drift_pct": drift, "stationary": abs(drift) <= 2.0}
+                "drift_per_tau_pct": drift, "stationary": abs(drift) <= 2.0}
 
     table = pd.DataFrame([row("sgd", "a", 1.01, 1.0), row("sgd", "b", 0.99, 1.005),
                           row("adamw", "a", 0.90, 0.995),
@@ -236,7 +236,7 @@ def test_equilibrium_and_projection_claims():
     # no verdict without stationarity, even where the ratio is far off; the text says why
     assert claims[f"sgdm: {norm}"].verdict == "undetermined"
     assert "0 of 2 tensors stationary" in claims[f"sgdm: {norm}"].measured
-    assert "drift -5.0 %" in claims[f"sgdm: {norm}"].measured
+    assert "a ‖w‖² trend -5.0 %" in claims[f"sgdm: {norm}"].measured
     assert "batch-means" in claims[f"sgd: {norm}"].ci and "n = 5" in claims[f"sgd: {norm}"].ci
 
     rng = np.random.default_rng(0)
@@ -307,7 +307,10 @@ def test_grid_tuning_bridge_traces_and_theory_claims():
             decayed(1.0), decayed(1.1), decayed(1.0, windows=3)]
     claims = traces_claims({"runs": runs, "lr": 0.1})
     assert [c.verdict for c in claims] == ["holds", "holds", "does not hold", "undetermined"]
-    assert "not yet at equilibrium" in claims[1].measured  # drift −5e-4 × 500 steps ≈ −5 % of ‖w‖²
+    assert "at equilibrium" in claims[1].measured  # a constant ‖w‖² trend: none
+    falling = decayed(1.0)
+    falling["norm_ms"] = list(np.array(falling["norm_ms"]) * np.linspace(1.2, 0.8, 20))
+    assert "not yet at equilibrium" in traces_claims({"runs": [falling], "lr": 0.1})[0].measured
     assert "batch-means" in claims[1].ci
 
     fits = pd.DataFrame([{"time": "t_peak", "range": "all λ", "slope": -1.0, "ci_low": -1.1,

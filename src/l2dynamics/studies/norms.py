@@ -207,24 +207,35 @@ def measured_predictions(cfg: Config, span: Mapping[str, float], numel: int
     return out
 
 
-def _ratio_interval(cfg: Config, windows: pd.DataFrame, tensor: str, numel: int,
-                    batches: int) -> dict[str, float]:
-    """Batch means: the measured span cut into `batches` consecutive pieces, each with its
-    own drift-corrected predictions; a 95 % t-interval (n = `batches`) of the mean ratio of
-    ‖w‖ and of the RMS angle."""
+def _batches(cfg: Config, windows: pd.DataFrame, tensor: str, numel: int, batches: int,
+             tau: float) -> dict[str, float]:
+    """Batch means: the measured span cut into `batches` consecutive pieces, each pooled and
+    with its own drift-corrected predictions. A 95 % t-interval (n = `batches`) of the mean
+    ratio of ‖w‖ and of the RMS angle, and the stationarity statistic: the trend of the
+    pieces' mean ‖w‖² per relaxation time τ (``drift_per_tau_pct``,
+    :func:`~l2dynamics.analysis.equilibrium.drift_per_relaxation`) and over the whole span
+    (``drift_pct``), in % of ‖w‖²."""
+    from l2dynamics.analysis.equilibrium import drift_per_relaxation
     from l2dynamics.analysis.intervals import seed_interval
 
-    norm_r, angle_r = [], []
+    norm_r, angle_r, means, centers = [], [], [], []
     for piece in np.array_split(np.arange(len(windows)), batches):
         if len(piece) == 0:
             continue
-        span = pooled_span(windows.iloc[piece], tensor)
+        rows = windows.iloc[piece]
+        span = pooled_span(rows, tensor)
         pred = measured_predictions(cfg, span, numel)
         norm_r.append(math.sqrt(span["norm_ms"]) / pred["pred_norm"])
         angle_r.append(span["angle_rms"] / pred["pred_angle"])
+        n = rows["probe_updates"].to_numpy(float)
+        means.append(span["norm_ms"])
+        centers.append(float(((rows["step"].to_numpy(float) - n / 2) * n).sum() / n.sum()))
     n_iv, a_iv = seed_interval(norm_r), seed_interval(angle_r)
+    per_tau = drift_per_relaxation(means, centers, tau) if len(means) >= 2 else math.nan
+    span_steps = float(windows["probe_updates"].sum())
     return {"norm_ratio_low": n_iv.low, "norm_ratio_high": n_iv.high,
-            "angle_ratio_low": a_iv.low, "angle_ratio_high": a_iv.high, "batches": n_iv.n}
+            "angle_ratio_low": a_iv.low, "angle_ratio_high": a_iv.high, "batches": n_iv.n,
+            "drift_per_tau_pct": 100 * per_tau, "drift_pct": 100 * per_tau * span_steps / tau}
 
 
 def equilibrium_check(cases: Mapping[str, Mapping[str, Any]] | None = None, *,
@@ -236,8 +247,10 @@ def equilibrium_check(cases: Mapping[str, Mapping[str, Any]] | None = None, *,
     relaxation times, :func:`burn_in_steps`, longest over the tensors), then `measure_times`
     relaxation times measured in `windows` probe windows. One row per scale-invariant tensor:
 
-    - the stationarity test: ``drift_pct`` (the change of ‖w‖² over the measured span, % of its
-      mean) and ``stationary`` (|drift| ≤ ``STATIONARY_DRIFT``);
+    - the stationarity test: ``drift_per_tau_pct`` (the trend of ‖w‖² per relaxation time, %
+      of its mean, from the pooled means of `batches` consecutive pieces), ``drift_pct`` (the
+      same trend over the whole measured span) and ``stationary`` (|trend per τ| ≤
+      ``STATIONARY_DRIFT``);
     - the random-walk closed forms (:func:`predictions`): ``pred_norm_rw``, ``norm_ratio_rw``,
       ``pred_angle_rw``, ``angle_ratio_rw``;
     - the predictions from the measured statistics (:func:`measured_predictions`):
@@ -288,20 +301,20 @@ def equilibrium_check(cases: Mapping[str, Mapping[str, Any]] | None = None, *,
                                             grad_ms=span["grad_ms"], numel=numel)
             pred = measured_predictions(cfg, span, numel)
             norm = math.sqrt(span["norm_ms"])
+            batch = _batches(cfg, measured, tensor, numel, batches, tau)
             rows.append({
                 "case": name, "tensor": tensor, "optimizer": cfg.optimizer, "lr": cfg.lr,
                 "lam": cfg.lam, "decoupled_wd": cfg.decoupled_wd, "momentum": cfg.momentum,
                 "steps": steps, "burn_in": steps - windows * window, "arrival_steps": arrival,
                 "relaxation_steps": tau, "windows": len(measured),
-                "drift_pct": 100 * span["drift_fraction"],
-                "stationary": bool(abs(span["drift_fraction"]) <= STATIONARY_DRIFT),
                 "norm": norm, "pred_norm_rw": rw_norm, "norm_ratio_rw": norm / rw_norm,
                 "pred_norm": pred["pred_norm"], "norm_ratio": norm / pred["pred_norm"],
                 "angle_rms": span["angle_rms"], "pred_angle_rw": rw_angle,
                 "angle_ratio_rw": span["angle_rms"] / rw_angle,
                 "pred_angle": pred["pred_angle"],
                 "angle_ratio": span["angle_rms"] / pred["pred_angle"],
-                **_ratio_interval(cfg, measured, tensor, numel, batches),
+                **batch,
+                "stationary": bool(abs(batch["drift_per_tau_pct"]) <= 100 * STATIONARY_DRIFT),
                 "mom_corr": pred["mom_corr"], "u_tilde": pred["u_tilde"],
                 "d_eff": pred["d_eff"], "kappa": pred["kappa"],
                 "cross_share": pred["cross_share"]})

@@ -5,7 +5,8 @@ optimizer (:mod:`l2dynamics.analysis.equilibrium`).
 Runs one BN network per optimizer case through a burn-in (the arrival of ‖w‖ at equilibrium
 plus ``relax_times`` relaxation times), measures over ``measure_times`` more
 (:func:`l2dynamics.studies.norms.equilibrium_check`) and, for every scale-invariant tensor that
-passes the stationarity test (‖w‖² changes by ≤ 2 % over the measured span), judges
+passes the stationarity test (the trend of ‖w‖² is at most 2 % per relaxation time, so the
+norm lags its slowly moving equilibrium by at most ≈ 2 %), judges
 measured/predicted of ‖w‖ and of the RMS angle against the predictions from the measured
 statistics (drift, SGDM's momentum–gradient correlation, Adam's per-element L2 step, update
 power and preconditioned cross term). The random-walk closed forms stand beside them in the
@@ -29,7 +30,7 @@ from l2dynamics.studies.base import TEXT, VL, Context, Study, param, table
 
 NORM_MINI = {"n_train": 2000, "n_test": 2000}  # the mini suite's BN MLP on MNIST-1D
 MINI_CASES = {"sgd": {"optimizer": "sgd", "lr": 0.1, "lam": 2e-2},
-              "sgdm": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "lam": 2e-2},
+              "sgdm": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "lam": 5e-3},
               "adam_l2": {"optimizer": "adam", "lr": 3e-3, "lam": 5e-2, "betas": [0.9, 0.99]},
               "adamw": {"optimizer": "adamw", "lr": 1e-3, "decoupled_wd": 2.0,
                         "betas": [0.9, 0.99]}}
@@ -83,9 +84,9 @@ class NormEquilibriumStudy(Study):
 
     def tables(self, result: EquilibriumResult) -> list[dict[str, Any]]:
         t = result.table
-        shown = t[["case", "tensor", "steps", "burn_in", "relaxation_steps", "drift_pct",
-                   "stationary", "norm", "pred_norm", "norm_ratio", "angle_rms", "pred_angle",
-                   "angle_ratio"]]
+        shown = t[["case", "tensor", "steps", "burn_in", "relaxation_steps",
+                   "drift_per_tau_pct", "drift_pct", "stationary", "norm", "pred_norm",
+                   "norm_ratio", "angle_rms", "pred_angle", "angle_ratio"]]
         why = t[["case", "tensor", "norm_ratio_rw", "angle_ratio_rw", "mom_corr", "u_tilde",
                  "kappa", "cross_share", "d_eff"]]
         return [table("measured / predicted from the measured statistics, after the "
@@ -124,9 +125,10 @@ def equilibrium_claims(frame: Any) -> list[Claim]:
         moving = group[~group["stationary"]]
         status = f"{len(ok)} of {len(group)} tensors stationary"
         if len(moving):
-            status += " (" + ", ".join(f"{r['tensor']} drift {r['drift_pct']:+.1f} %"
-                                       for _, r in moving.iterrows()) + \
-                f" over the measured span, limit ±{100 * STATIONARY_DRIFT:g} %: no verdict)"
+            status += " (" + ", ".join(
+                f"{r['tensor']} ‖w‖² trend {r['drift_per_tau_pct']:+.1f} %"
+                for _, r in moving.iterrows()) + \
+                f" per relaxation time, limit ±{100 * STATIONARY_DRIFT:g} %: no verdict)"
         for what, label in (("norm", "equilibrium ‖w‖"), ("angle", "RMS angular update")):
             rw = ", ".join(f"{x:.3f}" for x in group[f"{what}_ratio_rw"])
             verdict, texts, intervals = _ratio_verdict(ok, what)

@@ -94,7 +94,8 @@ SPAN_RELAXATION_TIMES, IDENTITY_TOLERANCE, BATCHES = 2.0, 0.02, 5
 def _span(run: dict[str, Any]) -> pd.DataFrame:
     """The run's last windows covering ≥ SPAN_RELAXATION_TIMES relaxation times, as a window
     table for :func:`~l2dynamics.studies.norms.pooled_span` (tensor name "w")."""
-    frame = pd.DataFrame({"probe_updates": run["updates"], "norm_ms/w": run["norm_ms"],
+    frame = pd.DataFrame({"step": run["step"], "probe_updates": run["updates"],
+                          "norm_ms/w": run["norm_ms"],
                           "grad_ms/w": run["grad_ms"], "norm_drift/w": run["norm_drift"],
                           "angle_rms/w": run["angle_rms"]}).dropna()
     need = SPAN_RELAXATION_TIMES * run["relaxation_steps"]
@@ -117,20 +118,28 @@ def identity_claim(run: dict[str, Any], lr: float) -> Claim:
     def ratio(rows: pd.DataFrame) -> tuple[float, float]:
         span = pooled_span(rows, "w")
         pred = eq.sgdm_norm_sq_measured(lr, lam, span["grad_ms"], drift=span["norm_drift"])
-        return math.sqrt(span["norm_ms"] / pred), span["drift_fraction"]
+        return math.sqrt(span["norm_ms"] / pred), span["norm_ms"]
 
     if len(frame) < BATCHES:
         return Claim(label, f"only {len(frame)} probe windows in the span", "undetermined")
-    value, drift = ratio(frame)
-    pieces = [ratio(frame.iloc[i])[0] for i in np.array_split(np.arange(len(frame)), BATCHES)]
+    value, _ = ratio(frame)
+    pieces, means, centers = [], [], []
+    for i in np.array_split(np.arange(len(frame)), BATCHES):
+        rows = frame.iloc[i]
+        r, mean = ratio(rows)
+        pieces.append(r)
+        means.append(mean)
+        n = rows["probe_updates"].to_numpy(float)
+        centers.append(float(((rows["step"].to_numpy(float) - n / 2) * n).sum() / n.sum()))
+    trend = eq.drift_per_relaxation(means, centers, run["relaxation_steps"])
     iv = seed_interval(pieces)
     verdict = equivalence_rule(iv.low - 1.0, iv.high - 1.0, IDENTITY_TOLERANCE)
-    state = ("at equilibrium" if abs(drift) <= eq.STATIONARY_DRIFT
+    state = ("at equilibrium" if abs(trend) <= eq.STATIONARY_DRIFT
              else "not yet at equilibrium")
     steps = int(sum(frame["probe_updates"]))
-    measured = (f"measured/predicted {value:.3f} over the last {steps} steps; ‖w‖² drift "
-                f"{100 * drift:+.1f} % over them ({state}); the final window against the "
-                f"equilibrium norm without drift: {run['norm'][-1] / run['pred_norm'][-1]:.3f}")
+    measured = (f"measured/predicted {value:.3f} over the last {steps} steps; ‖w‖² trend "
+                f"{100 * trend:+.1f} % per relaxation time ({state}); the final window against "
+                f"the equilibrium norm without drift: {run['norm'][-1] / run['pred_norm'][-1]:.3f}")
     return Claim(label, measured, verdict,
                  f"95 % batch-means t-interval (n = {iv.n} consecutive pieces): "
                  f"[{iv.low:.3f}, {iv.high:.3f}]; tolerance ±{100 * IDENTITY_TOLERANCE:g} %")
