@@ -576,6 +576,9 @@ def block_norms_grid(data: Mapping[str, Any], source: str, command: str) -> str:
                      f"η^{fmt(raw['p'])} {ci(*raw['ci_p'])} λ^{fmt(raw['q'])} {ci(*raw['ci_q'])}",
                      f"η^{fmt(norm['p'])} {ci(*norm['ci_p'])} λ^{fmt(norm['q'])} "
                      f"{ci(*norm['ci_q'])}", norm.get("supports", "—"),
+                     (f"η^{fmt(g['fit_measured']['p'])} {ci(*g['fit_measured']['ci_p'])} "
+                      f"λ^{fmt(g['fit_measured']['q'])} {ci(*g['fit_measured']['ci_q'])}"
+                      if g.get("fit_measured") else "—"),
                      f"{g.get('in_fit', g['relaxed'])} of {g['runs']}"])
         c = g["collapse_r2"]
         collapse.append([name, fmt(c["predicted_combination"]), fmt(c["measured_eff_lr"]),
@@ -583,7 +586,8 @@ def block_norms_grid(data: Mapping[str, Any], source: str, command: str) -> str:
     return (generated_line(source, command=command) + "\n\n"
             + md_table(["optimizer", "predicted", "effective LR, raw fit",
                         "× g^a (SGD: ‖ḡ‖; Adam: the per-element ḡ of the L2 step, a = ⅓)",
-                        "supports", "runs in the fit"], rows)
+                        "supports", "× (g·ũ)^⅓: with the measured update power (Adam)",
+                        "runs in the fit"], rows)
             + "\n\nR² of test error as a quadratic in log of each quantity:\n\n"
             + md_table(["optimizer", "predicted combination", "measured effective LR", "η alone",
                         "λ alone"], collapse))

@@ -12,6 +12,7 @@ from l2dynamics.errors import ConfigError
 from l2dynamics.studies.norms import (
     DISPUTED_ADAM_Q,
     EFFECTIVE_LR_EXPONENTS,
+    SMALL_ANGLE,
     bn_bridge,
     collapse_summary,
     eta_lam_grid,
@@ -54,6 +55,36 @@ def test_collapse_summary_recognizes_the_disputed_form():
     assert not any(f["q_holds"] for f in fits)
 
 
+def test_collapse_summary_leaves_out_cells_outside_the_small_angle_regime():
+    table = _synthetic(2 / 3, 1 / 3, noise=0.02)
+    table["in_fit"] = True
+    # large-angle cells that follow a different law must not move the fit
+    wild = table.index[table["lr"] == 1e-2]
+    table.loc[wild, "eff_lr"] *= table.loc[wild, "lam"] ** -1.0
+    table.loc[wild, "in_fit"] = False
+    summary = collapse_summary(table)
+    assert summary["in_fit"] == len(table) - len(wild)
+    assert summary["outside_small_angle"] == len(wild)
+    fit = summary["fit"]
+    assert abs(fit["p"] - 2 / 3) < 0.02 and abs(fit["q"] - 1 / 3) < 0.02
+    table["in_fit"] = True
+    assert abs(collapse_summary(table)["fit"]["q"] - 1 / 3) > 0.1
+
+
+def test_collapse_summary_with_the_measured_update_power():
+    """Where ũ falls with η (BN units stop receiving gradient), η/‖w‖·g^⅓ follows η^(2/3 + 1/3)
+    and the fit with (g·ũ)^⅓ recovers the law."""
+    table = _synthetic(2 / 3, 1 / 3, noise=0.01)
+    table["in_fit"] = True
+    table["normalizer"] = 1.0
+    table["u_tilde"] = 1e-4 / table["lr"]
+    table["eff_lr"] = table["eff_lr"] * table["u_tilde"] ** (-1 / 3)
+    summary = collapse_summary(table)
+    assert summary["fit_gbar_normalized"]["p"] == pytest.approx(1.0, abs=0.02)
+    assert summary["fit_measured"]["p"] == pytest.approx(2 / 3, abs=0.02)
+    assert summary["fit_measured"]["q"] == pytest.approx(1 / 3, abs=0.02)
+
+
 def test_collapse_summary_without_relaxed_runs_says_why():
     table = _synthetic(2 / 3, 1 / 3, noise=0.05).assign(relaxed=False)
     summary = collapse_summary(table)
@@ -75,6 +106,14 @@ def test_adam_grid_effective_lr_grows_with_lambda(tmp_path):
     # the predicted relaxation time falls with λ; the flag follows steps ≥ 10τ
     assert table["relaxation_steps"].is_monotonic_decreasing
     assert (table["relaxed"] == (10 * table["relaxation_steps"] <= 600)).all()
+    # each cell logs what places it; κ ≥ 1 by Jensen for a w²-weighted mean of 1/√v̂
+    for column in ("kappa", "u_tilde", "cross_share", "dead_fraction", "angle_rms", "l2_ratio",
+                   "gbar_elem"):
+        assert table[column].notna().all(), column
+    assert (table["kappa"] > 1.0).all() and (table["dead_fraction"].between(0, 1)).all()
+    assert (table["normalizer"] == table["gbar_elem"]).all()
+    assert (table["small_angle"] == (table["angle_rms"] <= SMALL_ANGLE)).all()
+    assert (table["in_fit"] == (table["relaxed"] & table["small_angle"])).all()
     logs = []
     again = eta_lam_grid("adam", (3e-3,), (1e-3, 1e-2, 1e-1), store=store, base=SMALL,
                          steps=600, progress=logs.append)

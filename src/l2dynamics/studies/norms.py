@@ -592,7 +592,9 @@ def collapse_summary(table: pd.DataFrame, level: float = 0.95) -> dict[str, Any]
     per-element ḡ its L2 step sees) or else ``gbar``, the law at a fixed gradient scale
     (:func:`~l2dynamics.analysis.equilibrium.fit_power_law_exponents`), with `level` CIs and
     the verdict for each predicted exponent (inside its CI or not); for Adam also whether the
-    CI of q holds +⅓ (ours), −⅓ (the disputed form), both or neither.
+    CI of q holds +⅓ (ours), −⅓ (the disputed form), both or neither, and ``fit_measured``:
+    the same with g·ũ, the update power ũ = E‖m̂/√v̂‖² over its white-noise value (the
+    per-element balance ‖w‖³ = η√d·ũ·ḡ_elem/(2λ): ũ carries the effective dimension d·ũ).
     ``collapse_r2``: R² of test error on a quadratic in log x for x = the predicted combination
     η^p·λ^q, the measured effective LR, η alone and λ alone (finished runs): the collapse holds
     when the combination explains much more than either knob alone."""
@@ -614,6 +616,11 @@ def collapse_summary(table: pd.DataFrame, level: float = 0.95) -> dict[str, Any]
             optimizer]
         out["normalizer"] = ("per-element ḡ of the L2 step" if column == "normalizer"
                              and optimizer == "adam" else "‖ḡ‖ per tensor")
+    if optimizer == "adam" and "u_tilde" in fitted and "normalizer" in fitted:
+        # the per-element balance ‖w‖³ = η√d·ũ·ḡ_elem/(2λ): ũ carries the effective dimension
+        # d·ũ, which falls where BN units stop receiving gradient
+        values["fit_measured"] = fitted["eff_lr"] * (fitted["normalizer"]
+                                                     * fitted["u_tilde"]) ** GBAR_POWER["adam"]
     for key, y in values.items():
         try:
             fit = fit_power_law_exponents(fitted["lr"], fitted["lam"], y, level=level)

@@ -144,6 +144,23 @@ def grid_claims(opt: str, summary: dict[str, Any]) -> list[Claim]:
             f"95 % t-intervals of the exponents, n = {fit['n']} runs: p [{fit['ci_p'][0]:.3f}, "
             f"{fit['ci_p'][1]:.3f}] (margin [{pl:.3f}, {ph:.3f}]), q [{fit['ci_q'][0]:.3f}, "
             f"{fit['ci_q'][1]:.3f}] (margin [{ql:.3f}, {qh:.3f}])"))
+        measured = summary.get("fit_measured")
+        if measured:
+            rules = [slope_rule(*measured["ci_p"], p0, slope_margin(p0)),
+                     slope_rule(*measured["ci_q"], q0, slope_margin(q0))]
+            verdict = ("does not hold" if "does not hold" in rules else "holds"
+                       if rules == ["holds", "holds"] else "undetermined"
+                       if "undetermined" in rules else "consistent")
+            claims.append(Claim(
+                f"{opt}: equilibrium effective LR × (g·ũ)^⅓ ∝ {law}, with the measured update "
+                "power ũ (the effective dimension d·ũ) as well (both intervals inside the "
+                "same margin)",
+                f"η^{measured['p']:.3f} λ^{measured['q']:.3f} over {measured['n']} runs; "
+                f"p − ⅔ = {measured['p'] - p0:+.3f}, q − ⅓ = {measured['q'] - q0:+.3f}",
+                verdict,
+                f"95 % t-intervals of the exponents, n = {measured['n']} runs: p "
+                f"[{measured['ci_p'][0]:.3f}, {measured['ci_p'][1]:.3f}], q "
+                f"[{measured['ci_q'][0]:.3f}, {measured['ci_q'][1]:.3f}]"))
     else:
         claims.append(Claim(f"{opt}: equilibrium effective LR ∝ {law}",
                             str(summary.get("fit_gbar_normalized_error", "no fit")),
