@@ -608,18 +608,27 @@ def block_norms_projection(rows: list[Mapping[str, Any]], source: str, command: 
 
 
 def block_norms_traces(data: Mapping[str, Any], source: str, command: str) -> str:
+    from l2dynamics.studies.study_norm_traces import identity_claim
+
     rows = []
     for r in data["runs"]:
         pred = r.get("pred_norm") or []
         last_pred = pred[-1] if pred else None
+        identity = "—"
+        if r["lam"] > 0 and "updates" in r:
+            claim = identity_claim(r, data["lr"])
+            identity = f"{claim.verdict}: {claim.measured.split(';')[0]}; " \
+                       f"{claim.measured.split(';')[1].strip()}"
         rows.append([fmt(r["lam"]), f"`{r['tensor']}`", fmt(r["step"][-1]),
                      fmt(r["norm"][0], 4), fmt(r["norm"][-1], 4), fmt(last_pred, 4),
-                     fmt(r["angle_rms"][-1], 3)])
+                     fmt(r["angle_rms"][-1], 3), identity])
     return (generated_line(source, command=command)
             + f"\n\nSGD η = {fmt(data['lr'])}, {fmt(data['steps'])} steps; the last recorded "
-              "window of each run.\n\n"
+              "window of each run, and the drift-corrected identity over the last two "
+              "relaxation times (the study's claim).\n\n"
             + md_table(["λ", "tensor", "step", "‖w‖ first window", "‖w‖ final",
-                        "‖w‖ predicted", "RMS angle final"], rows))
+                        "‖w‖ equilibrium for the final window's gradient", "RMS angle final",
+                        "identity over the last 2τ"], rows))
 
 
 def _finite(values: Iterable[Any]) -> list[float]:
