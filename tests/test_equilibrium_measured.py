@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from l2dynamics.analysis import equilibrium as eq
+from l2dynamics.errors import ConfigError
 from l2dynamics.probes.norms import NormProbe
 
 N, D = 32, 64
@@ -245,3 +246,33 @@ def test_arrival_time_and_drift():
     assert eq.arrival_steps(0.01, 0.1, "adam", w0_norm=1e9, w_star_norm=1.0,
                             d=100) == pytest.approx(200, rel=1e-6)
     assert eq.drift_fraction(1.0, 0.97, 1.0) == pytest.approx(-0.03)
+
+
+def test_drift_per_relaxation_is_the_trend_of_pooled_means():
+    centers = [100.0, 300.0, 500.0, 700.0, 900.0]
+    # ‖w‖² falling by 1 % of its mean per 100 steps; τ = 50 steps → −0.5 % per τ
+    means = [10.0 * (1 - 1e-4 * (c - 500)) for c in centers]
+    assert eq.drift_per_relaxation(means, centers, 50.0) == pytest.approx(-0.005)
+    # stationary pieces with noise around a constant: small trend; a scale does not matter
+    noisy = [10.0, 10.3, 9.8, 10.1, 9.9]
+    assert abs(eq.drift_per_relaxation(noisy, centers, 50.0)) < 0.002
+    assert eq.drift_per_relaxation([3 * m for m in means], centers, 50.0) == pytest.approx(
+        -0.005)
+    with pytest.raises(ConfigError, match="≥ 2"):
+        eq.drift_per_relaxation([1.0], [0.0], 10.0)
+
+
+def test_pooled_span_weights_windows_by_their_updates():
+    import pandas as pd
+
+    from l2dynamics.studies.norms import pooled_span
+
+    windows = pd.DataFrame({"probe_updates": [10.0, 30.0], "norm_ms/w": [1.0, 2.0],
+                            "grad_ms/w": [4.0, 8.0], "norm_drift/w": [0.1, -0.1],
+                            "angle_rms/w": [0.1, 0.2]})
+    span = pooled_span(windows, "w")
+    assert span["norm_ms"] == pytest.approx((10 * 1 + 30 * 2) / 40)  # not (1 + 2) / 2
+    assert span["angle_rms"] == pytest.approx(math.sqrt((10 * 0.01 + 30 * 0.04) / 40))
+    # the drift telescopes: Σ n·drift over the span / its updates
+    assert span["norm_drift"] * 40 == pytest.approx(10 * 0.1 - 30 * 0.1)
+    assert math.isnan(span["mom_grad"]) and math.isnan(span["aniso"])
