@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from l2dynamics.analysis import equilibrium as eq
+from l2dynamics.analysis import equilibrium_measured as eqm
 from l2dynamics.errors import ConfigError
 from l2dynamics.l2.conventions import lam_from_vanlaarhoven
 
@@ -385,19 +386,19 @@ def test_closed_form_limits():
     (lambda: eq.fit_power_law_exponents([1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 3, 4]), "lams"),
     (lambda: eq.fit_power_law_exponents([1, 2], [1, 2], [1, 2]), "values"),
     (lambda: eq.fit_power_law_exponents([1, 2, 1], [1, 1, 2], [1, 2, 4], level=1.0), "level"),
-    (lambda: eq.sgdm_norm_sq_measured(0.1, 0.1, -1.0), "grad_sq"),
-    (lambda: eq.sgdm_norm_sq_measured(0.1, 0.1, 1.0, mom_grad=float("nan")), "mom_grad"),
-    (lambda: eq.sgdm_angle_measured(0.1, 0.1, rel_drift=-1.0), "rel_drift"),
-    (lambda: eq.adam_l2_norm_sq_measured(0.1, 0.1, update_sq=0.0, decay_weight=1.0,
+    (lambda: eqm.sgdm_norm_sq_measured(0.1, 0.1, -1.0), "grad_sq"),
+    (lambda: eqm.sgdm_norm_sq_measured(0.1, 0.1, 1.0, mom_grad=float("nan")), "mom_grad"),
+    (lambda: eqm.sgdm_angle_measured(0.1, 0.1, rel_drift=-1.0), "rel_drift"),
+    (lambda: eqm.adam_l2_norm_sq_measured(0.1, 0.1, update_sq=0.0, decay_weight=1.0,
                                          norm_sq=1.0), "update_sq"),
-    (lambda: eq.adam_l2_norm_sq_measured(0.1, 0.1, update_sq=1.0, decay_weight=1.0,
+    (lambda: eqm.adam_l2_norm_sq_measured(0.1, 0.1, update_sq=1.0, decay_weight=1.0,
                                          norm_sq=1.0, precond_cross=float("inf")),
      "precond_cross"),
-    (lambda: eq.adamw_norm_sq_measured(0.1, 0.1, update_sq=1.0, drift="x"), "drift"),
-    (lambda: eq.adam_update_angle_measured(0.1, update_sq=1.0, norm_sq=0.0), "norm_sq"),
-    (lambda: eq.arrival_steps(0.1, 0.1, "adam", w0_norm=2.0, w_star_norm=1.0), "d"),
-    (lambda: eq.arrival_steps(0.1, 0.1, w0_norm=0.0, w_star_norm=1.0), "w0_norm"),
-    (lambda: eq.drift_per_relaxation([1.0, 2.0], [0.0, 1.0], 0.0), "relaxation_steps"),
+    (lambda: eqm.adamw_norm_sq_measured(0.1, 0.1, update_sq=1.0, drift="x"), "drift"),
+    (lambda: eqm.adam_update_angle_measured(0.1, update_sq=1.0, norm_sq=0.0), "norm_sq"),
+    (lambda: eqm.arrival_steps(0.1, 0.1, "adam", w0_norm=2.0, w_star_norm=1.0), "d"),
+    (lambda: eqm.arrival_steps(0.1, 0.1, w0_norm=0.0, w_star_norm=1.0), "w0_norm"),
+    (lambda: eqm.drift_per_relaxation([1.0, 2.0], [0.0, 1.0], 0.0), "relaxation_steps"),
 ])
 def test_bad_inputs_raise_config_error_naming_the_field(call, field):
     with pytest.raises(ConfigError, match=field):

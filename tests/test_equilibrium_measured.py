@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from l2dynamics.analysis import equilibrium as eq
+from l2dynamics.analysis import equilibrium_measured as eqm
 from l2dynamics.errors import ConfigError
 from l2dynamics.probes.norms import NormProbe
 
@@ -64,8 +65,8 @@ def test_sgd_drift_corrected_identity_is_exact_off_equilibrium():
              burn=50, steps=200, w0=15.0)
     rel = m["norm_drift"] / m["norm_ms"]
     assert m["norm_drift"] * 200 / m["norm_ms"] < -0.05  # not stationary
-    closed = eq.sgdm_norm_sq_measured(lr, lam, m["grad_ms"])  # the random-walk identity
-    measured = eq.sgdm_norm_sq_measured(lr, lam, m["grad_ms"], drift=m["norm_drift"])
+    closed = eqm.sgdm_norm_sq_measured(lr, lam, m["grad_ms"])  # the random-walk identity
+    measured = eqm.sgdm_norm_sq_measured(lr, lam, m["grad_ms"], drift=m["norm_drift"])
     assert m["norm_ms"] / closed > 1.05
     assert m["norm_ms"] / measured == pytest.approx(1.0, abs=2e-3)
     # far from equilibrium the angle form is ill-conditioned (θ² ≈ r + 2ηλ is a difference of
@@ -79,7 +80,7 @@ def test_sgd_angle_at_equilibrium_with_its_residual_drift():
     m = _run(lambda p: torch.optim.SGD(p, lr=lr, weight_decay=lam), _white(),
              burn=int(12 * tau), steps=int(10 * tau), w0=4.0)
     rel = m["norm_drift"] / m["norm_ms"]
-    assert m["angle_rms"] == pytest.approx(eq.sgdm_angle_measured(lr, lam, rel_drift=rel),
+    assert m["angle_rms"] == pytest.approx(eqm.sgdm_angle_measured(lr, lam, rel_drift=rel),
                                            rel=5e-3)
 
 
@@ -100,14 +101,14 @@ def test_sgdm_with_anticorrelated_gradients_needs_the_measured_correlation():
              _anticorrelated(0.6), burn=int(12 * tau), steps=int(20 * tau))
     K, G = m["mom_grad"], m["grad_ms"]
     assert 2 * mu * K / G < -0.3  # the departure is real and large
-    closed = eq.sgdm_norm_sq_measured(lr, lam, G, mu, drift=m["norm_drift"])
-    measured = eq.sgdm_norm_sq_measured(lr, lam, G, mu, mom_grad=K, drift=m["norm_drift"])
+    closed = eqm.sgdm_norm_sq_measured(lr, lam, G, mu, drift=m["norm_drift"])
+    measured = eqm.sgdm_norm_sq_measured(lr, lam, G, mu, mom_grad=K, drift=m["norm_drift"])
     assert math.sqrt(m["norm_ms"] / closed) < 0.9
     assert math.sqrt(m["norm_ms"] / measured) == pytest.approx(1.0, abs=5e-3)
     # E‖b‖² = 2λE‖w‖²/(η(1+μ)) whatever the gradients' correlation
     assert m["mom_sq"] == pytest.approx(2 * lam * m["norm_ms"] / (lr * (1 + mu)), rel=1e-2)
     rel = m["norm_drift"] / m["norm_ms"]
-    assert m["angle_rms"] == pytest.approx(eq.sgdm_angle_measured(lr, lam, mu, rel_drift=rel),
+    assert m["angle_rms"] == pytest.approx(eqm.sgdm_angle_measured(lr, lam, mu, rel_drift=rel),
                                            rel=1e-2)
 
 
@@ -125,7 +126,7 @@ def _anisotropic_heavy(spread: float, tail: float):
 
 
 def _stationary(m: dict, steps: int) -> bool:
-    return abs(m["norm_drift"] * steps / m["norm_ms"]) <= eq.STATIONARY_DRIFT
+    return abs(m["norm_drift"] * steps / m["norm_ms"]) <= eqm.STATIONARY_DRIFT
 
 
 @pytest.mark.parametrize("beta1", [0.9, 0.0])
@@ -139,20 +140,20 @@ def test_adam_l2_per_tensor_form_over_predicts_by_root_kappa_per_element_is_exac
              _anisotropic_heavy(1.0, 0.0), burn=6000, steps=6000, w0=3.0)
     assert _stationary(m, 6000)
     kappa = m["aniso"]
-    u_tilde = m["update_sq"] / eq.white_noise_update_sq(N * D, b1)
+    u_tilde = m["update_sq"] / eqm.white_noise_update_sq(N * D, b1)
     assert kappa > 1.5  # the departure is present
     # the per-tensor closed form (one RMS gradient per tensor, white update power) misses
     per_tensor = lr * math.sqrt(N * D * m["grad_ms"]) / (2 * lam)
     ratio_closed = math.sqrt(m["norm_ms"] / per_tensor)
     assert ratio_closed < 0.85
-    measured = eq.adam_l2_norm_sq_measured(lr, lam, update_sq=m["update_sq"],
+    measured = eqm.adam_l2_norm_sq_measured(lr, lam, update_sq=m["update_sq"],
                                            decay_weight=m["decay_weight"], norm_sq=m["norm_ms"],
                                            beta1=b1, precond_cross=m["precond_cross"],
                                            drift=m["norm_drift"])
     assert math.sqrt(m["norm_ms"] / measured) == pytest.approx(1.0, abs=5e-3)
     # the miss decomposes into the two factors (to the few-% accuracy of √v̂ ≈ rms ∇L)
     assert ratio_closed == pytest.approx(math.sqrt(u_tilde / kappa), rel=0.05)
-    angle = eq.adam_update_angle_measured(lr, update_sq=m["update_sq"], norm_sq=m["norm_ms"])
+    angle = eqm.adam_update_angle_measured(lr, update_sq=m["update_sq"], norm_sq=m["norm_ms"])
     assert m["angle_rms"] == pytest.approx(angle, rel=0.01)
 
 
@@ -164,12 +165,12 @@ def test_adam_l2_heavy_tailed_gradient_scale_lowers_the_update_power():
     m = _run(lambda p: torch.optim.Adam(p, lr=lr, betas=(b1, b2), weight_decay=lam),
              _anisotropic_heavy(0.5, 0.7), burn=6000, steps=6000, w0=3.0)
     assert _stationary(m, 6000)
-    u_tilde = m["update_sq"] / eq.white_noise_update_sq(N * D, b1)
+    u_tilde = m["update_sq"] / eqm.white_noise_update_sq(N * D, b1)
     assert u_tilde < 0.97
     per_tensor = lr * math.sqrt(N * D * m["grad_ms"]) / (2 * lam)
     ratio_closed = math.sqrt(m["norm_ms"] / per_tensor)
     assert ratio_closed == pytest.approx(math.sqrt(u_tilde / m["aniso"]), rel=0.02)
-    measured = eq.adam_l2_norm_sq_measured(lr, lam, update_sq=m["update_sq"],
+    measured = eqm.adam_l2_norm_sq_measured(lr, lam, update_sq=m["update_sq"],
                                            decay_weight=m["decay_weight"], norm_sq=m["norm_ms"],
                                            beta1=b1, precond_cross=m["precond_cross"],
                                            drift=m["norm_drift"])
@@ -182,7 +183,7 @@ def test_adam_l2_isotropic_white_gradients_give_kappa_one_and_the_closed_form():
              _white(), burn=6000, steps=4000, w0=2.0)
     assert _stationary(m, 4000)
     assert m["aniso"] == pytest.approx(1.0, abs=0.02)
-    measured = eq.adam_l2_norm_sq_measured(lr, lam, update_sq=m["update_sq"],
+    measured = eqm.adam_l2_norm_sq_measured(lr, lam, update_sq=m["update_sq"],
                                            decay_weight=m["decay_weight"], norm_sq=m["norm_ms"],
                                            beta1=b1, precond_cross=m["precond_cross"],
                                            drift=m["norm_drift"])
@@ -197,29 +198,29 @@ def test_adamw_effective_dimension_from_the_update_power():
     tau = eq.relaxation_steps(lr, wd, "adamw", beta2=b2)
     m = _run(lambda p: torch.optim.AdamW(p, lr=lr, betas=(b1, b2), weight_decay=wd),
              _anisotropic_heavy(0.0, 1.0), burn=int(10 * tau), steps=3000)
-    u_tilde = m["update_sq"] / eq.white_noise_update_sq(N * D, b1)
+    u_tilde = m["update_sq"] / eqm.white_noise_update_sq(N * D, b1)
     assert u_tilde < 0.9
     closed = eq.adamw_norm(lr, wd, N * D, b1) ** 2
-    measured = eq.adamw_norm_sq_measured(lr, wd, update_sq=m["update_sq"], beta1=b1,
+    measured = eqm.adamw_norm_sq_measured(lr, wd, update_sq=m["update_sq"], beta1=b1,
                                          drift=m["norm_drift"])
     assert math.sqrt(m["norm_ms"] / closed) == pytest.approx(math.sqrt(u_tilde), rel=0.01)
     assert math.sqrt(m["norm_ms"] / measured) == pytest.approx(1.0, abs=0.01)
-    angle = eq.adam_update_angle_measured(lr, update_sq=m["update_sq"], norm_sq=m["norm_ms"])
+    angle = eqm.adam_update_angle_measured(lr, update_sq=m["update_sq"], norm_sq=m["norm_ms"])
     assert m["angle_rms"] == pytest.approx(angle, rel=0.01)
 
 
 def test_measured_forms_reduce_to_the_closed_forms():
     lr, lam, mu, b1 = 0.05, 0.02, 0.9, 0.9
-    assert eq.sgdm_norm_sq_measured(lr, lam, 3.0, mu) == pytest.approx(
+    assert eqm.sgdm_norm_sq_measured(lr, lam, 3.0, mu) == pytest.approx(
         eq.sgdm_norm(lr, lam, 3.0, mu) ** 4, rel=1e-12)
-    assert eq.sgdm_angle_measured(lr, lam, mu) == pytest.approx(eq.sgdm_angle(lr, lam, mu))
-    P = eq.white_noise_update_sq(D, b1)
-    assert eq.adamw_norm_sq_measured(lr, lam, update_sq=P, beta1=b1) == pytest.approx(
+    assert eqm.sgdm_angle_measured(lr, lam, mu) == pytest.approx(eq.sgdm_angle(lr, lam, mu))
+    P = eqm.white_noise_update_sq(D, b1)
+    assert eqm.adamw_norm_sq_measured(lr, lam, update_sq=P, beta1=b1) == pytest.approx(
         eq.adamw_norm(lr, lam, D, b1) ** 2, rel=1e-12)
     # Adam + L2 with isotropic v̂ = G/d: A = W·√d/‖∇L‖
     W, grad_norm = 4.0, 0.5
     A = W * math.sqrt(D) / grad_norm
-    pred = eq.adam_l2_norm_sq_measured(lr, lam, update_sq=P, decay_weight=A, norm_sq=W, beta1=b1)
+    pred = eqm.adam_l2_norm_sq_measured(lr, lam, update_sq=P, decay_weight=A, norm_sq=W, beta1=b1)
     assert pred == pytest.approx(lr * math.sqrt(D) * grad_norm / (2 * lam), rel=1e-12)
 
 
@@ -234,32 +235,32 @@ def test_negative_control_weights_without_normalization_fail_the_measured_form()
     tau = eq.relaxation_steps(lr, lam)
     m = _run(lambda p: torch.optim.SGD(p, lr=lr, weight_decay=lam), grad, burn=int(12 * tau),
              steps=int(10 * tau))
-    measured = eq.sgdm_norm_sq_measured(lr, lam, m["grad_ms"], drift=m["norm_drift"])
+    measured = eqm.sgdm_norm_sq_measured(lr, lam, m["grad_ms"], drift=m["norm_drift"])
     assert abs(math.sqrt(m["norm_ms"] / measured) - 1) > 0.02
 
 
 def test_arrival_time_and_drift():
-    assert eq.arrival_steps(0.1, 0.01, w0_norm=math.e, w_star_norm=1.0) == pytest.approx(1000)
-    assert eq.arrival_steps(0.1, 0.01, momentum=0.9, w0_norm=math.e,
+    assert eqm.arrival_steps(0.1, 0.01, w0_norm=math.e, w_star_norm=1.0) == pytest.approx(1000)
+    assert eqm.arrival_steps(0.1, 0.01, momentum=0.9, w0_norm=math.e,
                             w_star_norm=1.0) == pytest.approx(100)
-    assert eq.arrival_steps(0.1, 0.01, w0_norm=0.5, w_star_norm=1.0) == 0.0
-    assert eq.arrival_steps(0.01, 0.1, "adam", w0_norm=1e9, w_star_norm=1.0,
+    assert eqm.arrival_steps(0.1, 0.01, w0_norm=0.5, w_star_norm=1.0) == 0.0
+    assert eqm.arrival_steps(0.01, 0.1, "adam", w0_norm=1e9, w_star_norm=1.0,
                             d=100) == pytest.approx(200, rel=1e-6)
-    assert eq.drift_fraction(1.0, 0.97, 1.0) == pytest.approx(-0.03)
+    assert eqm.drift_fraction(1.0, 0.97, 1.0) == pytest.approx(-0.03)
 
 
 def test_drift_per_relaxation_is_the_trend_of_pooled_means():
     centers = [100.0, 300.0, 500.0, 700.0, 900.0]
     # ‖w‖² falling by 1 % of its mean per 100 steps; τ = 50 steps → −0.5 % per τ
     means = [10.0 * (1 - 1e-4 * (c - 500)) for c in centers]
-    assert eq.drift_per_relaxation(means, centers, 50.0) == pytest.approx(-0.005)
+    assert eqm.drift_per_relaxation(means, centers, 50.0) == pytest.approx(-0.005)
     # stationary pieces with noise around a constant: small trend; a scale does not matter
     noisy = [10.0, 10.3, 9.8, 10.1, 9.9]
-    assert abs(eq.drift_per_relaxation(noisy, centers, 50.0)) < 0.002
-    assert eq.drift_per_relaxation([3 * m for m in means], centers, 50.0) == pytest.approx(
+    assert abs(eqm.drift_per_relaxation(noisy, centers, 50.0)) < 0.002
+    assert eqm.drift_per_relaxation([3 * m for m in means], centers, 50.0) == pytest.approx(
         -0.005)
     with pytest.raises(ConfigError, match="≥ 2"):
-        eq.drift_per_relaxation([1.0], [0.0], 10.0)
+        eqm.drift_per_relaxation([1.0], [0.0], 10.0)
 
 
 def test_pooled_span_weights_windows_by_their_updates():

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from l2dynamics.errors import ConfigError
-from l2dynamics.studies.norms import (
+from l2dynamics.studies.norm_grids import (
     DISPUTED_ADAM_Q,
     EFFECTIVE_LR_EXPONENTS,
     SMALL_ANGLE,
-    bn_bridge,
     collapse_summary,
     eta_lam_grid,
 )
+from l2dynamics.studies.norms import bn_bridge
 
 SMALL = {"n_train": 400, "n_test": 400, "width": 32, "betas": (0.9, 0.99)}
 

@@ -109,7 +109,7 @@ def test_the_mini_and_toy_suites_run_every_mini_study_once():
     assert len(keys) == len(set(keys))
     assert {"fmnist_tstar", "fmnist_tuning", "fmnist_cnn_bn", "tstar", "theory", "tuning",
             "norm_equilibrium", "norm_traces", "norm_grid", "norm_projection",
-            "norm_bridge"} == set(keys)
+            "norm_bridge", "norm_equilibrium_full"} == set(keys)
 
 
 def test_cli_reproduce_only_one_study(tmp_path, toy_studies):

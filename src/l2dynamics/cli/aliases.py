@@ -154,7 +154,7 @@ def norms(
 
 def _grid_values(optimizers: str, lrs: str, lams: tuple | None, steps: int | None,
                  base: dict[str, Any], seeds: tuple | None) -> dict[str, Any]:
-    from l2dynamics.studies.norms import GRIDS
+    from l2dynamics.studies.norm_grids import GRIDS
 
     names = [o.strip() for o in optimizers.split(",") if o.strip()]
     if not names or any(o not in GRIDS for o in names):

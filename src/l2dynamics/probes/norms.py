@@ -16,8 +16,8 @@ At every probe-clock point, over the updates since the previous one (the window)
   stationary identity E‖w‖² = η·E‖∇L‖²/(λ(2 − ηλ)) (plain SGD, scale-invariant w).
 
 For the equilibrium predictions that use what the optimizer really sees
-(:mod:`l2dynamics.analysis.equilibrium`, the ``*_measured`` functions), also per window, when the
-probe is given the ``torch.optim`` optimizer:
+(:mod:`l2dynamics.analysis.equilibrium_measured`), also per window, when the probe is given the
+``torch.optim`` optimizer:
 
 - ``norm_drift/<t>``: (‖w‖² after the window's last update − ‖w‖² before its first) / n, the
   mean change of ‖w‖² per update (n = ``probe_updates``, the window's number of updates; the

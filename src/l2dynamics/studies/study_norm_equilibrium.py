@@ -117,7 +117,7 @@ def equilibrium_claims(frame: Any) -> list[Claim]:
     """Per case: every stationary tensor's ‖w‖ and RMS angle within ±2 % of the prediction from
     the measured statistics (batch-means interval inside the tolerance). Tensors that fail the
     stationarity test get no verdict; a case with none is undetermined and says why."""
-    from l2dynamics.analysis.equilibrium import STATIONARY_DRIFT
+    from l2dynamics.analysis.equilibrium_measured import STATIONARY_DRIFT
 
     claims = []
     for case, group in frame.groupby("case", sort=False):

@@ -63,7 +63,7 @@ class NormGridStudy(Study):
     Params = GridParams
 
     def run(self, params: GridParams, ctx: Context) -> GridResult:
-        from l2dynamics.studies.norms import GRIDS, collapse_summary, eta_lam_grid
+        from l2dynamics.studies.norm_grids import GRIDS, collapse_summary, eta_lam_grid
         from l2dynamics.studies.suite import full_base, paper_spec, paper_what
 
         what, design = params.description, {"grids": params.grids}
@@ -112,7 +112,7 @@ class NormGridStudy(Study):
 
 def grid_claims(opt: str, summary: dict[str, Any]) -> list[Claim]:
     """The exponent and collapse claims of one optimizer's :func:`collapse_summary`."""
-    from l2dynamics.studies.norms import EFFECTIVE_LR_EXPONENTS
+    from l2dynamics.studies.norm_grids import EFFECTIVE_LR_EXPONENTS
 
     law = LAWS[opt]
     fit = summary.get("fit_gbar_normalized")

@@ -105,7 +105,7 @@ def _span(run: dict[str, Any]) -> pd.DataFrame:
 
 def identity_claim(run: dict[str, Any], lr: float) -> Claim:
     """λ > 0: the drift-corrected one-step identity of SGD over the last 2 relaxation times."""
-    from l2dynamics.analysis import equilibrium as eq
+    from l2dynamics.analysis import equilibrium_measured as eqm
     from l2dynamics.analysis.intervals import seed_interval
     from l2dynamics.studies.norms import pooled_span
 
@@ -117,7 +117,7 @@ def identity_claim(run: dict[str, Any], lr: float) -> Claim:
 
     def ratio(rows: pd.DataFrame) -> tuple[float, float]:
         span = pooled_span(rows, "w")
-        pred = eq.sgdm_norm_sq_measured(lr, lam, span["grad_ms"], drift=span["norm_drift"])
+        pred = eqm.sgdm_norm_sq_measured(lr, lam, span["grad_ms"], drift=span["norm_drift"])
         return math.sqrt(span["norm_ms"] / pred), span["norm_ms"]
 
     if len(frame) < BATCHES:
@@ -131,10 +131,10 @@ def identity_claim(run: dict[str, Any], lr: float) -> Claim:
         means.append(mean)
         n = rows["probe_updates"].to_numpy(float)
         centers.append(float(((rows["step"].to_numpy(float) - n / 2) * n).sum() / n.sum()))
-    trend = eq.drift_per_relaxation(means, centers, run["relaxation_steps"])
+    trend = eqm.drift_per_relaxation(means, centers, run["relaxation_steps"])
     iv = seed_interval(pieces)
     verdict = equivalence_rule(iv.low - 1.0, iv.high - 1.0, IDENTITY_TOLERANCE)
-    state = ("at equilibrium" if abs(trend) <= eq.STATIONARY_DRIFT
+    state = ("at equilibrium" if abs(trend) <= eqm.STATIONARY_DRIFT
              else "not yet at equilibrium")
     steps = int(sum(frame["probe_updates"]))
     measured = (f"measured/predicted {value:.3f} over the last {steps} steps; ‖w‖² trend "

@@ -46,7 +46,11 @@ def run_memory(cfg: Any, data: Any, *, members: int = 1, stacked: bool = False,
     copies = 3 + states + int(stacked)  # θ, ∇θ, one update temporary, optimizer state, stack
     train_act = members * batch * act_sum * itemsize * 2
     eval_act = (1 if stacked else members) * batch_eval * act_max * itemsize * 2
-    rows = 12 + (tensors if cfg.norms_per_tensor else 0) + (6 * tensors if cfg.norm_probes else 0)
+    # norm probes: 3 gradient metrics at clock points, 6 window metrics, and up to 4 from the
+    # optimizer's state (SGDM 2, Adam + L2 4, AdamW 2), per tensor
+    probe_rows = (13 * tensors + 1 if cfg.norm_probes else 0) + \
+        (8 * tensors if cfg.norm_probes_per_unit else 0)  # the unit_* summaries
+    rows = 12 + (tensors if cfg.norms_per_tensor else 0) + probe_rows
     points = eval_points(cfg.steps, cfg.eval_per_decade, cfg.eval_every)
     history = members * points * (_CLOCK_BYTES_PER_POINT + rows * _HISTORY_BYTES_PER_ROW)
     size = "a smaller width or depth"
