@@ -18,6 +18,7 @@ Conventions (see ``l2dynamics.l2.conventions``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
@@ -141,8 +142,15 @@ class Config:
     autol2_refractory: float = key(0.1, Real(ge=0), "AutoL2: wait refractory/λ steps (or "
                                    "/(η·λ) epochs) after a decay",
                                    unit="see autol2_refractory_unit")
-    autol2_refractory_unit: str = key("steps", Choice(("steps", "lr_lam_epochs")),
-                                      "steps (released code) or lr_lam_epochs (its help text)")
+    autol2_refractory_unit: str = key("steps", Choice(("steps", "lr_lam_epochs",
+                                                       "relaxation")),
+                                      "steps (released code: refractory/λ), lr_lam_epochs "
+                                      "(its help text) or relaxation (refractory/(η·λ) steps: "
+                                      "transfers across η)")
+    autol2_preset: str = key("none", Choice(("none", "released-code", "transfer")),
+                             "AutoL2 constants: released-code (google/autol2's, converted: "
+                             "lam=2, refractory 2/λ steps) or transfer (η·lam = 0.04, "
+                             "refractory 0.04/(η·λ) steps); lam must then be the preset's")
     autol2_every: int = key(10, Int(ge=1), "AutoL2: steps between measurements (next batch, "
                             "bare loss)", unit="updates")
     autol2_plateau: str = key("paper", Choice(("paper", "ema")), "stall test: paper (released "
@@ -240,6 +248,27 @@ def _autol2_starts_at_lam(v: dict[str, Any]) -> str | None:
     return None
 
 
+def _autol2_preset_sets_its_constants(v: dict[str, Any]) -> str | None:
+    """With an AutoL2 preset, lam must be its λ₀ (so the stored config says where λ started)
+    and the refractory/factor keys must be left at their defaults or equal the preset's."""
+    if v["autol2_preset"] == "none":
+        return None
+    if v["lam_schedule"] != "autol2":
+        return f"autol2_preset={v['autol2_preset']} needs lam_schedule=autol2"
+    from l2dynamics.config.autol2 import autol2_preset
+
+    c = autol2_preset(v["autol2_preset"], v["lr"])
+    if not math.isclose(v["lam"], c["lam0"], rel_tol=1e-9):
+        return (f"autol2_preset={v['autol2_preset']} starts at λ₀ = {c['lam0']:.6g} for "
+                f"lr={v['lr']:g}; set lam={c['lam0']:.6g} (got lam={v['lam']:g})")
+    for name, default in (("factor", 10.0), ("refractory", 0.1), ("refractory_unit", "steps")):
+        value = v[f"autol2_{name}"]
+        if value != default and value != c[name]:
+            return (f"autol2_preset={v['autol2_preset']} sets autol2_{name}={c[name]!r}; "
+                    f"drop autol2_{name}={value!r} or use autol2_preset=none")
+    return None
+
+
 def _nesterov_needs_momentum(v: dict[str, Any]) -> str | None:
     if v["nesterov"] and v["momentum"] == 0:
         return "nesterov=true needs momentum > 0 (got momentum=0)"
@@ -274,7 +303,8 @@ def _warmup_within_steps(v: dict[str, Any]) -> str | None:
 
 
 CROSS_KEY_RULES: tuple[Callable[[dict[str, Any]], str | None], ...] = (
-    _autol2_starts_at_lam, _nesterov_needs_momentum, _momentum_is_sgd_only,
+    _autol2_starts_at_lam, _autol2_preset_sets_its_constants, _nesterov_needs_momentum,
+    _momentum_is_sgd_only,
     _autocast_needs_float32, _unit_probes_need_tensor_probes, _warmup_within_steps)
 
 

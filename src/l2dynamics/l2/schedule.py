@@ -37,12 +37,14 @@ from typing import Any
 
 import torch
 
+from l2dynamics.config.autol2 import autol2_preset
 from l2dynamics.errors import ConfigError
 from l2dynamics.l2.params import split_decay
 from l2dynamics.l2.penalty import L2Penalty
 
 CONVENTIONS = ("coupled", "decoupled", "independent")
-REFRACTORY_UNITS = ("steps", "lr_lam_epochs")
+REFRACTORY_UNITS = ("steps", "lr_lam_epochs", "relaxation")
+
 PLATEAU_TESTS = ("paper", "ema")
 
 
@@ -239,7 +241,14 @@ class AutoL2(WeightDecaySchedule):
     - ``refractory_unit="steps"`` (the released code): ``refractory/λ`` optimizer steps;
     - ``"lr_lam_epochs"`` (the flag's help text, "units of epochs·η·λ"): ``refractory/(η·λ)``
       epochs, i.e. ``refractory·steps_per_epoch/(η·λ)`` steps (needs `steps_per_epoch`; η is
-      read from the first driven group, or `lr`).
+      read from the first driven group, or `lr`);
+    - ``"relaxation"`` (transfers across learning rates): ``refractory/(η·λ)`` steps, i.e.
+      `refractory` relaxation times of the L2 dynamics, whatever η is.
+
+    Presets (:func:`~l2dynamics.config.autol2.autol2_preset`, :meth:`from_preset`):
+    ``"released-code"`` reproduces google/autol2 after the unit conversion, ``"transfer"``
+    states the same constants as a per-step shrink η·λ₀ and a refractory period in relaxation
+    times.
 
     The plateau test (``plateau``):
 
@@ -311,7 +320,23 @@ class AutoL2(WeightDecaySchedule):
         if self.refractory_unit == "steps":
             return self.refractory / self.lam
         lr = self.fixed_lr if self.fixed_lr is not None else float(self.groups()[0]["lr"])
+        if self.refractory_unit == "relaxation":
+            return self.refractory / (lr * self.lam)
         return self.refractory * self.steps_per_epoch / (lr * self.lam)
+
+    @classmethod
+    def from_preset(cls, name: str, optimizer: torch.optim.Optimizer | None = None, *,
+                    lr: float, **overrides: Any) -> AutoL2:
+        """An AutoL2 with the constants of preset `name`
+        (:func:`~l2dynamics.config.autol2.autol2_preset`) for a run at
+        learning rate `lr`; `overrides` are further keyword arguments (``min_lam``, ``plateau``,
+        ``penalty``, …; not the preset's own constants)."""
+        constants = autol2_preset(name, lr)
+        clash = sorted(set(constants) & set(overrides))
+        if clash:
+            raise ConfigError(f"the preset {name!r} sets {', '.join(clash)}; drop them or "
+                              "construct AutoL2 directly")
+        return cls(optimizer, lr=lr, **constants, **overrides)
 
     def step(self, train_loss: float, train_accuracy: float, global_step: int) -> float:
         """Take one measurement (bare training loss and accuracy at `global_step` optimizer

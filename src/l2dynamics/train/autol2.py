@@ -25,12 +25,15 @@ class AutoL2Callback:
     @classmethod
     def from_config(cls, trainer: Any) -> AutoL2Callback:
         cfg = trainer.cfg
-        schedule = AutoL2(penalty=trainer.penalty, lam0=cfg.lam, factor=cfg.autol2_factor,
-                          refractory=cfg.autol2_refractory,
-                          refractory_unit=cfg.autol2_refractory_unit,
-                          steps_per_epoch=trainer.steps_per_epoch, lr=cfg.lr,
-                          min_lam=cfg.autol2_min_lam, plateau=cfg.autol2_plateau,
-                          patience=cfg.autol2_patience)
+        rest = dict(penalty=trainer.penalty, steps_per_epoch=trainer.steps_per_epoch,
+                    min_lam=cfg.autol2_min_lam, plateau=cfg.autol2_plateau,
+                    patience=cfg.autol2_patience)
+        if cfg.autol2_preset != "none":  # the config rule has checked lam against it
+            schedule = AutoL2.from_preset(cfg.autol2_preset, lr=cfg.lr, **rest)
+        else:
+            schedule = AutoL2(lam0=cfg.lam, factor=cfg.autol2_factor,
+                              refractory=cfg.autol2_refractory,
+                              refractory_unit=cfg.autol2_refractory_unit, lr=cfg.lr, **rest)
         return cls(schedule, cfg.autol2_every)
 
     def measure(self, trainer: Any, step: int) -> None:
