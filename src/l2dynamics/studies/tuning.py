@@ -45,12 +45,17 @@ PREDICTORS: dict[str, dict[str, Any]] = {
     "prediction λ_pred (probe_k=8)": {"probe_k": 8.0},
 }
 
-# name → config overrides (λ₀ = 0.1, the paper's; `floor` is filled with λ_pred when known)
+# name → config overrides (λ₀ = 0.1 in our units unless a preset sets it; `floor` is filled
+# with λ_pred when known). The first four start at λ₀ = 0.1 *ours* with refractory 0.1/λ: 20×
+# away from the released code's constants (issue 19); the presets are those constants
+# converted (released-code) and restated per-step (transfer).
 AUTOL2_VARIANTS: dict[str, dict[str, Any]] = {
     "autol2 paper (refractory in steps)": {"autol2_refractory_unit": "steps"},
     "autol2 paper (refractory in η·λ epochs)": {"autol2_refractory_unit": "lr_lam_epochs"},
     "autol2 ema plateau (ours)": {"autol2_plateau": "ema"},
     "autol2 paper + floor λ_pred (ours)": {"autol2_refractory_unit": "steps", "floor": True},
+    "autol2 released-code preset (λ₀ = 2, 2/λ steps)": {"autol2_preset": "released-code"},
+    "autol2 transfer preset (η·λ₀ = 0.04, 0.04/(η·λ) steps)": {"autol2_preset": "transfer"},
 }
 
 
@@ -221,11 +226,17 @@ def _autol2_methods(task: TuningTask, runner: _Runner, variants: dict[str, dict]
                 continue
             overrides["autol2_min_lam"] = prediction.lam
         log(f"[{task.name}] {name}")
-        cfgs = [task.config(0.1, s, lam_schedule="autol2", **overrides) for s in seeds]
+        lam0 = 0.1
+        if overrides.get("autol2_preset", "none") != "none":  # the preset's λ₀ at this η
+            from l2dynamics.config.autol2 import autol2_preset
+
+            lr = task.config(0.1, seeds[0]).lr
+            lam0 = autol2_preset(overrides["autol2_preset"], lr)["lam0"]
+        cfgs = [task.config(lam0, s, lam_schedule="autol2", **overrides) for s in seeds]
         runs = runner.run(cfgs)
         reach = [steps_to_reach(r["steps"], r["acc"], target) for r in runs]
         decays = _decays(store_path, [r["run_id"] for r in runs])
-        out.append(MethodResult(name, [d[-1] if d else 0.1 for d in decays],
+        out.append(MethodResult(name, [d[-1] if d else lam0 for d in decays],
                                 [r["final"] for r in runs], 0.0,
                                 extra={"steps_to_target": reach, "decay_lams": decays,
                                        "curves": _curves(runs)}))
