@@ -150,3 +150,17 @@ def test_config_preset_runs_and_says_which_lam_it_needs():
                     autol2_refractory=0.5)
     with pytest.raises(ConfigError, match="lam_schedule=autol2"):
         make_config(autol2_preset="released-code", lam=2.0)
+
+
+def test_tuning_benchmark_starts_each_preset_at_its_own_lam0():
+    from l2dynamics.config.autol2 import autol2_preset
+    from l2dynamics.studies.tuning import AUTOL2_VARIANTS, TuningTask
+
+    task = TuningTask("t", {"dataset": "digits", "lr": 0.1}, budget=100, grid=(1e-3,))
+    presets = {v["autol2_preset"] for v in AUTOL2_VARIANTS.values() if "autol2_preset" in v}
+    assert presets == {"released-code", "transfer"}
+    for preset in presets:
+        lam0 = autol2_preset(preset, 0.1)["lam0"]
+        cfg = task.config(lam0, 0, lam_schedule="autol2", autol2_preset=preset)
+        assert cfg.lam == lam0 and cfg.autol2_preset == preset
+    assert autol2_preset("transfer", 0.1)["lam0"] == pytest.approx(0.4)
