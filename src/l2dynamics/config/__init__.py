@@ -102,6 +102,8 @@ class Config:
                               "size (null: the dataset's default)", unit="examples")
     n_test: int | None = key(None, Int(ge=1, optional=True),
                              "test set size (null: the dataset's default)", unit="examples")
+    n_val: int = key(0, Int(ge=0), "examples held out of the test pool as a validation set "
+                     "(0: none); test metrics use the rest", unit="examples")
     data_seed: int = key(0, Int(ge=0, le=2**32 - 1),  # numpy's SeedSequence range
                          "seeds data generation and subsets, independent of `seed`")
     augment: bool = key(False, Bool(), "cifar10: 4-pixel pad + random crop + horizontal flip")
@@ -296,6 +298,14 @@ def _unit_probes_need_tensor_probes(v: dict[str, Any]) -> str | None:
     return None
 
 
+def _val_within_test(v: dict[str, Any]) -> str | None:
+    """n_val against an explicit n_test (a null n_test is checked when the data are loaded)."""
+    if v["n_val"] and v["n_test"] is not None and v["n_val"] >= v["n_test"]:
+        return (f"n_val={v['n_val']} must be smaller than the test set (n_test={v['n_test']}): "
+                "the validation set is taken out of the test pool")
+    return None
+
+
 def _warmup_within_steps(v: dict[str, Any]) -> str | None:
     if v["warmup_steps"] >= v["steps"]:
         return f"warmup_steps={v['warmup_steps']} must be smaller than steps={v['steps']}"
@@ -305,7 +315,8 @@ def _warmup_within_steps(v: dict[str, Any]) -> str | None:
 CROSS_KEY_RULES: tuple[Callable[[dict[str, Any]], str | None], ...] = (
     _autol2_starts_at_lam, _autol2_preset_sets_its_constants, _nesterov_needs_momentum,
     _momentum_is_sgd_only,
-    _autocast_needs_float32, _unit_probes_need_tensor_probes, _warmup_within_steps)
+    _autocast_needs_float32, _unit_probes_need_tensor_probes, _warmup_within_steps,
+    _val_within_test)
 
 
 # --- building and validating ------------------------------------------------------------------

@@ -31,6 +31,9 @@ class Dataset:
             device, all randomness drawn from ``generator``; ``None`` when augmentation is off.
         info: provenance (source files or generator arguments, subset sizes, normalization
             mean/std), plain Python values so that it can be stored as JSON.
+        x_val, y_val: a validation set held out of the test pool (config key ``n_val``, see
+            :func:`l2dynamics.train.setup.split_validation`), or ``None``: training is unchanged,
+            λ is selected on it and the test metrics stay an unbiased report.
     """
 
     name: str
@@ -43,6 +46,8 @@ class Dataset:
     input_shape: tuple[int, ...]
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
     info: dict = field(default_factory=dict)
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @property
     def n_train(self) -> int:
@@ -52,10 +57,14 @@ class Dataset:
     def n_test(self) -> int:
         return len(self.x_test)
 
+    @property
+    def n_val(self) -> int:
+        return 0 if self.x_val is None else len(self.x_val)
+
     def __repr__(self) -> str:
         return (
             f"Dataset({self.name!r}, task={self.task!r}, n_train={self.n_train}, "
-            f"n_test={self.n_test}, input_shape={self.input_shape}, "
+            f"n_test={self.n_test}, n_val={self.n_val}, input_shape={self.input_shape}, "
             f"num_outputs={self.num_outputs}, device={self.x_train.device}, "
             f"dtype={self.x_train.dtype}, augment={self.augment is not None})"
         )

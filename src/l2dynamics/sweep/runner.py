@@ -69,7 +69,7 @@ def check_sweep_memory(configs: Sequence[Config]) -> None:
     from l2dynamics.train.footprint import check_run_memory
     from l2dynamics.train.setup import load_run_data, resolve_device
 
-    data_keys = ("dataset", "data_dir", "n_train", "n_test", "data_seed", "augment",
+    data_keys = ("dataset", "data_dir", "n_train", "n_test", "n_val", "data_seed", "augment",
                  "normalize", "data_options", "dtype")
     loaded: dict[str, Any] = {}
     for cfg in configs:

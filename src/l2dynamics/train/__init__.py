@@ -7,8 +7,9 @@ from l2dynamics.train.grouping import choose_engine, ensemble_key, vectorizable
 from l2dynamics.train.loop import Trainer, train
 from l2dynamics.train.optim import build_optimizer
 from l2dynamics.train.results import RunResult, summarize
-from l2dynamics.train.setup import load_run_data, resolve_device
+from l2dynamics.train.setup import load_run_data, resolve_device, split_validation
 
 __all__ = ["EnsembleTrainer", "RunResult", "Trainer", "build_optimizer", "choose_engine",
            "effective_time", "ensemble_key", "eval_steps", "load_run_data", "lr_at",
-           "lr_factor", "resolve_device", "summarize", "train", "vectorizable"]
+           "lr_factor", "resolve_device", "split_validation", "summarize", "train",
+           "vectorizable"]

@@ -68,7 +68,8 @@ class EvalPlan:
     :data:`TRAIN_COST_PER_EXAMPLE`). Every point but the last takes the test metrics on the first
     ``test_n`` examples of a fixed test-set order (a function of ``data_seed`` only, so every run
     of a study sees the same subset); the last point (step = ``steps``) uses all ``full_n``.
-    The training metrics use the same ``train_n`` examples at every point.
+    The training metrics use the same ``train_n`` examples at every point, the validation
+    metrics the whole validation set (``val_n`` examples, 0 without one).
     """
 
     clock: np.ndarray  # the steps evaluated (after that many updates)
@@ -77,9 +78,10 @@ class EvalPlan:
     full_n: int  # test examples at the last point: the whole test set
     train_n: int  # examples of the fixed training subset, at every point
     steps: int
-    eval_cost: float  # Σ over points of (test examples + train_n)
+    eval_cost: float  # Σ over points of (test examples + train_n + val_n)
     train_cost: float  # TRAIN_COST_PER_EXAMPLE × batch size × steps
     budget: float  # the eval_budget asked for (0: no budget)
+    val_n: int = 0  # validation examples, at every point
 
     @property
     def fraction(self) -> float:
@@ -96,16 +98,20 @@ class EvalPlan:
 
 
 def _plan(clock: np.ndarray, per_decade: int, test_n: int, full_n: int, train_n: int,
-          steps: int, train_cost: float, budget: float) -> EvalPlan:
-    cost = float((len(clock) - 1) * (test_n + train_n) + full_n + train_n)
-    return EvalPlan(clock, per_decade, test_n, full_n, train_n, steps, cost, train_cost, budget)
+          steps: int, train_cost: float, budget: float, val_n: int = 0) -> EvalPlan:
+    cost = float((len(clock) - 1) * (test_n + train_n + val_n) + full_n + train_n + val_n)
+    return EvalPlan(clock, per_decade, test_n, full_n, train_n, steps, cost, train_cost, budget,
+                    val_n)
 
 
-def eval_plan(cfg: Config, n_test: int, n_train_eval: int, batch_size: int) -> EvalPlan:
+def eval_plan(cfg: Config, n_test: int, n_train_eval: int, batch_size: int,
+              n_val: int = 0) -> EvalPlan:
     """The evaluation plan of a run of `cfg`: at most ``cfg.eval_budget`` × its training compute.
 
     `n_test`: test examples; `n_train_eval`: examples of the training subset evaluated at each
-    point; `batch_size`: examples per update (capped at the training set). Training costs
+    point; `batch_size`: examples per update (capped at the training set); `n_val`: validation
+    examples, all evaluated at every point (their cost is fixed, like the training subset's,
+    so a validation set leaves less of the budget to the test subset). Training costs
     ``3 × batch_size × steps`` forward equivalents. With ``eval_budget`` = 0, or when the full
     clock on the full test set fits, the plan is ``eval_steps(steps, eval_per_decade,
     eval_every)`` on all `n_test` examples everywhere. Otherwise the intermediate points use the
@@ -122,17 +128,18 @@ def eval_plan(cfg: Config, n_test: int, n_train_eval: int, batch_size: int) -> E
 
     def plan(per_decade: int, test_n: int) -> EvalPlan:
         return _plan(eval_steps(steps, per_decade, every), per_decade, test_n, n_test,
-                     n_train_eval, steps, train_cost, cfg.eval_budget)
+                     n_train_eval, steps, train_cost, cfg.eval_budget, n_val)
 
     full = plan(cfg.eval_per_decade, n_test)
     if cfg.eval_budget == 0 or full.eval_cost <= budget:
         return full
     floor = min(EVAL_SUBSET_FLOOR, n_test)
-    spare = budget - (n_test + n_train_eval)  # what the intermediate points may spend
+    fixed = n_train_eval + n_val  # evaluated in full at every point
+    spare = budget - (n_test + fixed)  # what the intermediate points may spend
     sparsest = 1 if steps >= THIN_MIN_STEPS else cfg.eval_per_decade
     for per_decade in range(cfg.eval_per_decade, sparsest - 1, -1):
         inner = len(eval_steps(steps, per_decade, every)) - 1
-        test_n = math.floor(spare / inner) - n_train_eval if inner else n_test
+        test_n = math.floor(spare / inner) - fixed if inner else n_test
         if test_n >= floor:
             return plan(per_decade, min(test_n, n_test))
     return plan(sparsest, floor)

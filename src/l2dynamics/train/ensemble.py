@@ -24,7 +24,7 @@ once, in :mod:`l2dynamics.train.setup`):
                                                    corrections from the shared step count)
 
 - its own evaluation plan (``eval_plan(cfg, …)``: clock and test-subset size, the same fixed
-  test subset), the same metrics under the same names
+  test subset, the whole validation set when ``n_val`` > 0), the same metrics under the same names
   (:func:`~l2dynamics.train.results.probe_metrics`), physical time Σ η_t and λ-time, and
   its own stored run (``create_run`` … ``add_metrics`` … ``finish_run`` with Trainer's summary).
   ``wall_time`` and ``wall_seconds`` are the ensemble's clock (the members share it).
@@ -153,7 +153,8 @@ class EnsembleTrainer:
 
         self._prepare_data()
         n_test, n_eval = self.data.x_test.shape[0], self.eval_x.shape[0]
-        plans = [eval_plan(c, n_test, n_eval, self.batch_size) for c in self.configs]
+        plans = [eval_plan(c, n_test, n_eval, self.batch_size, self.data.n_val)
+                 for c in self.configs]
         self.members = [_Member(i, c, p, frozenset(int(s) for s in p.clock))
                         for i, (c, p) in enumerate(zip(self.configs, plans, strict=True))]
         subset = max((p.test_n for p in plans if p.test_n < n_test), default=0)
@@ -275,32 +276,38 @@ class EnsembleTrainer:
             index = torch.tensor(positions, device=self.device)
             params = {n: p.index_select(0, index) for n, p in self.params.items()}
         test_n = [self.active[pos].plan.test_size(step) for pos in positions]
-        test_total, test_correct = self._test_totals(params, test_n)
-        train_total, train_correct = self._evaluate(params, self.eval_x, self.eval_y)
+        # per member: (loss total, correct count) on test, train and (whole) validation sets
+        sets = [self._test_totals(params, test_n),
+                self._evaluate(params, self.eval_x, self.eval_y)]
+        sizes: list[Any] = [test_n, [self.eval_x.shape[0]] * len(positions)]
+        if self.data.x_val is not None:
+            sets.append(self._evaluate(params, self.data.x_val, self.data.y_val))
+            sizes.append([self.data.n_val] * len(positions))
         with torch.no_grad():  # per member and tensor, the kernel weight_norms uses
             norms = torch._foreach_norm([params[n][j] for j in range(len(positions))
                                          for n in self.names])
-        host = torch.cat([test_total, train_total, test_correct.double(),
-                          train_correct.double(), torch.stack([v.double() for v in norms])])
+        host = torch.cat([v.double() for pair in sets for v in pair]
+                         + [torch.stack([v.double() for v in norms])])
         values = host.cpu().tolist()
         k, t = len(positions), len(self.names)
-        n_train = self.eval_x.shape[0]
+        # (loss, accuracy) of member j on set i: loss total at block 2i, correct count at 2i + 1
+        pairs = [[(values[2 * i * k + j] / n[j], int(values[(2 * i + 1) * k + j]) / n[j]
+                   if self.classification else math.nan) for j in range(k)]
+                 for i, n in enumerate(sizes)]
+        head = 2 * len(sets) * k
         wall = self._elapsed()
         out = []
         for j, pos in enumerate(positions):
             member = self.active[pos]
-            tensor_norms = values[4 * k + j * t:4 * k + (j + 1) * t]
-            accuracy = self.classification
+            tensor_norms = values[head + j * t:head + (j + 1) * t]
             out.append(probe_metrics(
                 member.cfg, step=step, classification=self.classification,
-                train=(values[k + j] / n_train,
-                       int(values[3 * k + j]) / n_train if accuracy else math.nan),
-                test=(values[j] / test_n[j],
-                      int(values[2 * k + j]) / test_n[j] if accuracy else math.nan),
+                train=pairs[1][j], test=pairs[0][j],
                 weight_norm=math.sqrt(sum(v * v for v in tensor_norms)),
                 per_tensor=dict(zip(self.names, tensor_norms, strict=True)),
                 lam=member.cfg.lam, decoupled_wd=member.cfg.decoupled_wd,
-                lam_time=float(self.update.lam_time[pos]), wall_time=wall, test_n=test_n[j]))
+                lam_time=float(self.update.lam_time[pos]), wall_time=wall, test_n=test_n[j],
+                val=pairs[2][j] if len(pairs) > 2 else None))
         return out
 
     def _test_totals(self, params: dict[str, torch.Tensor],

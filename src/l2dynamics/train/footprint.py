@@ -40,7 +40,8 @@ def run_memory(cfg: Any, data: Any, *, members: int = 1, stacked: bool = False,
     act_sum, act_max = activation_counts(model, tuple(data.input_shape))
     n_train = int(data.x_train.shape[0])
     batch = max(1, min(cfg.batch_size, n_train))
-    n_eval = max(min(cfg.eval_train_size or n_train, n_train), int(data.x_test.shape[0]))
+    n_val = 0 if getattr(data, "x_val", None) is None else int(data.x_val.shape[0])
+    n_eval = max(min(cfg.eval_train_size or n_train, n_train), int(data.x_test.shape[0]), n_val)
     batch_eval = max(1, min(eval_batch(cfg, torch.device(device)), n_eval))
     states = 2 if cfg.optimizer in ("adam", "adamw") else int(cfg.momentum > 0)
     copies = 3 + states + int(stacked)  # θ, ∇θ, one update temporary, optimizer state, stack
@@ -50,7 +51,7 @@ def run_memory(cfg: Any, data: Any, *, members: int = 1, stacked: bool = False,
     # optimizer's state (SGDM 2, Adam + L2 4, AdamW 2), per tensor
     probe_rows = (13 * tensors + 1 if cfg.norm_probes else 0) + \
         (8 * tensors if cfg.norm_probes_per_unit else 0)  # the unit_* summaries
-    rows = 12 + (tensors if cfg.norms_per_tensor else 0) + probe_rows
+    rows = 12 + (2 if n_val else 0) + (tensors if cfg.norms_per_tensor else 0) + probe_rows
     points = eval_points(cfg.steps, cfg.eval_per_decade, cfg.eval_every)
     history = members * points * (_CLOCK_BYTES_PER_POINT + rows * _HISTORY_BYTES_PER_ROW)
     size = "a smaller width or depth"

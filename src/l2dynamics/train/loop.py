@@ -105,13 +105,16 @@ class Trainer:
         self.rows: list[tuple[int, float, str, float]] = []
         self._prepare_batches()
         self.plan = eval_plan(cfg, self.data.x_test.shape[0], self.eval_x.shape[0],
-                              self.batch_size)
+                              self.batch_size, self.data.n_val)
         self.clock = self.plan.clock  # may be replaced before run(); test sizes follow the plan
         self._test_subset = (eval_test_subset(self.data, self.plan.test_n, cfg.data_seed)
                              if self.plan.test_n < self.plan.full_n else None)
+        self.val_x = self.data.x_val  # the whole validation set, at every point
         if self.channels_last and self.eval_x.ndim == 4:  # evaluated at every point: NHWC once
             nhwc = torch.channels_last
             self.eval_x = self.eval_x.contiguous(memory_format=nhwc)
+            if self.val_x is not None:
+                self.val_x = self.val_x.contiguous(memory_format=nhwc)
             if self._test_subset is not None:
                 x, y = self._test_subset
                 self._test_subset = (x.contiguous(memory_format=nhwc), y)
@@ -197,7 +200,8 @@ class Trainer:
 
     def measure(self) -> dict[str, float]:
         """All metrics at the current step (does not record them); the test metrics on
-        ``plan.test_size(step)`` examples (the whole test set at the last step)."""
+        ``plan.test_size(step)`` examples (the whole test set at the last step), the validation
+        metrics on the whole validation set."""
         bs, layout = self.eval_batch_size, self.channels_last
         test_n = self.plan.test_size(self.step)
         x_test, y_test = self.data.x_test, self.data.y_test
@@ -209,12 +213,15 @@ class Trainer:
         train_loss, train_acc = evaluate(self.model, self.eval_x, self.eval_y, self.loss_fn,
                                          classification=self.classification, batch_size=bs,
                                          channels_last=layout)
+        val = None if self.val_x is None else evaluate(
+            self.model, self.val_x, self.data.y_val, self.loss_fn,
+            classification=self.classification, batch_size=bs, channels_last=layout)
         total, per_tensor = weight_norms(self.named_params)
         metrics = probe_metrics(
             self.cfg, step=self.step, classification=self.classification,
             train=(train_loss, train_acc), test=(test_loss, test_acc), weight_norm=total,
             per_tensor=per_tensor, lam=self.penalty.lam, decoupled_wd=self.penalty.decoupled_wd,
-            lam_time=self.lam_time, wall_time=self._elapsed(), test_n=x_test.shape[0])
+            lam_time=self.lam_time, wall_time=self._elapsed(), test_n=x_test.shape[0], val=val)
         if self.norm_probe is not None:
             metrics.update(self.norm_probe.window_metrics(metrics["lr"]))
         return metrics

@@ -39,25 +39,30 @@ class RunResult:
 def probe_metrics(cfg: Config, *, step: int, classification: bool,
                   train: tuple[float, float], test: tuple[float, float], weight_norm: float,
                   per_tensor: Mapping[str, float], lam: float, decoupled_wd: float,
-                  lam_time: float, wall_time: float, test_n: int) -> dict[str, float]:
+                  lam_time: float, wall_time: float, test_n: int,
+                  val: tuple[float, float] | None = None) -> dict[str, float]:
     """The metric dict a probe stores at `step` (after `step` updates), by name.
 
     train/test: (mean data loss without the L2 term, accuracy); ``lr`` is the η of the update
     at `step` (of the last update once `step` = ``cfg.steps``); ``lam_time`` = Σ η_t·λ_t;
     ``wall_time`` in seconds since the run started; ``test_n`` the test examples the test
     metrics were taken on (a fixed subset at intermediate points under ``eval_budget``, the whole
-    test set at the last: the n of their binomial noise). Accuracies are dropped for regression and
-    ``norm/<name>`` entries added when ``cfg.norms_per_tensor``.
+    test set at the last: the n of their binomial noise). `val`: (loss, accuracy) on the whole
+    validation set (``n_val`` examples held out of the test pool), stored as ``val_loss`` and
+    ``val_acc`` when the run has one. Accuracies are dropped for regression and ``norm/<name>``
+    entries added when ``cfg.norms_per_tensor``.
     """
     metrics = {
         "train_loss": train[0], "train_acc": train[1],
         "test_loss": test[0], "test_acc": test[1],
+        **({"val_loss": val[0], "val_acc": val[1]} if val is not None else {}),
         "weight_norm": weight_norm, "lam": lam, "decoupled_wd": decoupled_wd,
         "lr": probe_lr(cfg, step),
         "lam_time": lam_time, "wall_time": wall_time, "test_n": test_n,
     }
     if not classification:
         del metrics["train_acc"], metrics["test_acc"]
+        metrics.pop("val_acc", None)
     if cfg.norms_per_tensor:
         metrics.update({f"norm/{name}": value for name, value in per_tensor.items()})
     return metrics
@@ -68,12 +73,15 @@ def run_summary(rows: list[tuple[int, float, str, float]], classification: bool,
                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(wide history, stored summary) of a run from its (step, phys_time, name, value) rows;
     ``steps_per_second`` is updates per wall-clock second over `elapsed` seconds; with `data`,
-    ``n_train``/``n_test`` (the test size sets the accuracy's binomial noise)."""
+    ``n_train``/``n_test`` (the test size sets the accuracy's binomial noise) and, with a
+    validation set, ``n_val``."""
     history = _wide(rows)
     summary = summarize(history, classification)
     summary["steps_per_second"] = (steps_done / elapsed) if elapsed else None
     if data is not None:
         summary["n_train"], summary["n_test"] = int(data.n_train), int(data.n_test)
+        if data.n_val:
+            summary["n_val"] = int(data.n_val)
     return history, summary
 
 

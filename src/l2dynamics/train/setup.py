@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ def _stream_seed(*keys: int) -> int:
                >> np.uint64(1))
 
 
-_BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM, _TEST_STREAM = 1, 2, 3, 4
+_BATCH_STREAM, _AUGMENT_STREAM, _EVAL_STREAM, _TEST_STREAM, _VAL_STREAM = 1, 2, 3, 4, 5
 
 EVAL_BATCH_AUTO = {"cpu": 256}
 """``eval_batch_size`` = 0 per device type; others get :data:`EVAL_BATCH_DEFAULT`. On the CPU,
@@ -86,20 +87,53 @@ def batch_layout(cfg: Config, data: Dataset, device: torch.device
 def run_setup(cfg: Config, dataset: Dataset | None = None
               ) -> tuple[torch.device, torch.dtype, Dataset, Callable[..., torch.Tensor]]:
     """Device, dtype, data (`dataset` if given, else loaded) and training loss of a run —
-    what every engine sets up first."""
+    what every engine sets up first. A given `dataset` without a validation set is split as
+    ``n_val`` asks (:func:`split_validation`)."""
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
-    data = dataset if dataset is not None else load_run_data(cfg, device, dtype)
+    if dataset is None:
+        data = load_run_data(cfg, device, dtype)
+    elif dataset.x_val is None:
+        data = split_validation(dataset, cfg.n_val, cfg.data_seed)
+    elif dataset.n_val != cfg.n_val:
+        raise ConfigError(f"the dataset given holds a validation set of {dataset.n_val} "
+                          f"examples but the config asks for n_val={cfg.n_val}")
+    else:
+        data = dataset
     return device, dtype, data, make_loss(cfg.loss, data.task, data.num_outputs)
 
 
 def load_run_data(cfg: Config, device: torch.device, dtype: torch.dtype) -> Dataset:
     """The dataset `cfg` trains on, on `device` in `dtype` (shared by runs that differ only in
-    seed, λ, η or steps: the data depend on ``data_seed``, never on ``seed``)."""
-    return load_dataset(
+    seed, λ, η or steps: the data depend on ``data_seed``, never on ``seed``), with its
+    ``n_val`` validation examples held out of the test pool (:func:`split_validation`)."""
+    data = load_dataset(
         cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, data_dir=cfg.data_dir,
         download=cfg.download, seed=cfg.data_seed, device=device, dtype=dtype,
         augment=cfg.augment, normalize=cfg.normalize, **cfg.data_options)
+    return split_validation(data, cfg.n_val, cfg.data_seed)
+
+
+def split_validation(data: Dataset, n_val: int, data_seed: int) -> Dataset:
+    """`data` with `n_val` examples of its test pool moved to ``x_val``/``y_val`` (`data` itself
+    when `n_val` is 0).
+
+    The split is a permutation of the test pool drawn from ``data_seed`` only (its own stream):
+    its first `n_val` entries are the validation set, the rest the test set (each kept in the
+    pool's order). The training set is untouched, so a run trains exactly as with ``n_val=0``;
+    λ can be chosen on the validation metrics and the test metrics reported apart."""
+    if not n_val:
+        return data
+    pool = data.x_test.shape[0]
+    if n_val >= pool:
+        raise ConfigError(f"n_val={n_val} must be smaller than the test set of {data.name} "
+                          f"({pool} examples): the validation set is taken out of the test pool")
+    g = torch.Generator().manual_seed(_stream_seed(data_seed, _VAL_STREAM))
+    perm = torch.randperm(pool, generator=g)
+    val, test = (idx.sort().values.to(data.x_test.device) for idx in (perm[:n_val], perm[n_val:]))
+    info = {**data.info, "n_test": pool - n_val, "n_val": n_val}
+    return replace(data, x_test=data.x_test[test], y_test=data.y_test[test],
+                   x_val=data.x_test[val], y_val=data.y_test[val], info=info)
 
 
 def init_model(cfg: Config, data: Dataset, device: torch.device,
