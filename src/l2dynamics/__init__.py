@@ -26,6 +26,7 @@ _EXPORTS = {
                           "decay_param_groups", "split_decay"),
         "l2dynamics.models": ("build_model",),
         "l2dynamics.store": ("RunStore", "load_runs", "load_series"),
+        "l2dynamics.studies.choose": ("LambdaChoice", "choose_lambda"),
         "l2dynamics.studies.predict": ("LambdaPrediction", "ema_timescale_lambda",
                                        "predict_lambda"),
         "l2dynamics.train": ("RunResult", "Trainer", "eval_steps", "train"),
@@ -42,6 +43,7 @@ __all__ = [  # the same names, spelled out for type checkers and `from l2dynamic
     "Dataset",
     "L2DynamicsError",
     "L2Penalty",
+    "LambdaChoice",
     "LambdaPrediction",
     "RunResult",
     "RunStore",
@@ -51,6 +53,7 @@ __all__ = [  # the same names, spelled out for type checkers and `from l2dynamic
     "WeightDecaySchedule",
     "available_datasets",
     "build_model",
+    "choose_lambda",
     "decay_param_groups",
     "ema_timescale_lambda",
     "eval_steps",
@@ -114,6 +117,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     )
     from l2dynamics.models import build_model
     from l2dynamics.store import RunStore, load_runs, load_series
+    from l2dynamics.studies.choose import LambdaChoice, choose_lambda
     from l2dynamics.studies.predict import LambdaPrediction, ema_timescale_lambda, predict_lambda
     from l2dynamics.train import RunResult, Trainer, eval_steps, train
 

@@ -1,28 +1,35 @@
-"""Choosing λ for a fixed budget: grid search vs the one-short-run prediction, Optuna, the
-EMA-timescale rule, and AutoL2 — the comparison a user needs before trusting any of them.
+"""Choosing λ for a fixed budget: grid search, the λ selector, the one-short-run prediction,
+Optuna with pruning, the EMA-timescale rule, and AutoL2 — the comparison a user needs before
+trusting any of them.
 
 For one :class:`TuningTask` (a base config, a budget of T optimizer steps, a λ grid, seeds):
 
-- **grid**: full T-step runs at λ = 0 and every grid λ, every seed. The target is the grid's
-  best mean *final* test accuracy (at step T; test accuracy stands in for a validation set,
-  which favours the grid and Optuna, not the predictor).
+- **selection and report.** When the base config holds out a validation set (``n_val`` > 0,
+  carved from the test pool), every method that selects λ selects on the final ``val_acc``
+  and is reported by the final ``test_acc`` of the run at its λ; without one (the mini suite's
+  designs) the test set both selects and reports, which favours the grid and Optuna.
+- **grid**: full T-step runs at λ = 0 and every grid λ, every seed. Its choice: the best mean
+  final selection metric; the target is that λ's mean final test accuracy.
+- **selector** (:func:`~l2dynamics.studies.choose.choose_lambda`, per seed) and **Optuna TPE
+  with a median or Hyperband pruner** at the selector's compute
+  (:mod:`l2dynamics.studies.tuning_search`).
 - **prediction** (:func:`~l2dynamics.studies.predict.predict_lambda`): probes, then full runs at
   λ_pred. Its compute is the probe steps; a user also pays one final run.
 - **EMA rule** (:func:`~l2dynamics.studies.predict.ema_timescale_lambda`): zero-cost λ.
-- **Optuna TPE**, per seed, with as many full runs as the prediction cost (probe + one run,
-  rounded, at least one), λ log-uniform over the grid's range.
 - **AutoL2 variants** (:data:`AUTOL2_VARIANTS`): final accuracy, and the steps needed to reach
   the best constant λ's mean final accuracy, against the steps the best constant needs.
 
-Compute is counted in optimizer steps of the same model (probe steps included as run).
-Every run goes through the one training loop and the store, so an interrupted benchmark
-resumes where it stopped.
+Compute is counted in optimizer steps of the same model (probe steps included as run) and in
+wall seconds of each method's runs on this machine. Every grid, prediction and selector run
+goes through the one training loop and the store, so an interrupted benchmark resumes where it
+stopped (Optuna's studies are cached per task once finished).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +86,11 @@ class TuningTask:
     def lams(self) -> list[float]:
         return [0.0, *sorted(float(x) for x in self.grid)]
 
+    @property
+    def selection_metric(self) -> str:
+        """``val_acc`` when the base config holds out a validation set, else ``test_acc``."""
+        return "val_acc" if int(self.base.get("n_val", 0) or 0) > 0 else "test_acc"
+
 
 @dataclass
 class MethodResult:
@@ -110,21 +122,27 @@ class _Runner:
     def __init__(self, store_path: str | Path, workers: int,
                  log: Callable[[str], None]):
         self.store_path, self.workers, self.log = Path(store_path), workers, log
+        self.wall = 0.0  # seconds spent in run()
 
     def run(self, configs: Sequence[Config]) -> list[dict[str, Any]]:
         from l2dynamics.studies.runs import train_through_store
 
+        t0 = time.perf_counter()
         runs = train_through_store(configs, self.store_path, workers=self.workers,
-                                   names=["test_acc"], log=lambda msg: self.log(f"  {msg}"))
+                                   names=["test_acc", "val_acc"],
+                                   log=lambda msg: self.log(f"  {msg}"))
+        self.wall += time.perf_counter() - t0
         out = []
         for run in runs:
             hist = run.history.dropna(subset=["test_acc"]) if "test_acc" in run.history \
                 else run.history.iloc[:0]
             steps = hist["step"].to_numpy(int)
             acc = hist["test_acc"].to_numpy(float) if len(hist) else np.zeros(0)
-            final = float(acc[-1]) if run.status == "finished" and len(acc) else 0.0
+            ok = run.status == "finished" and len(acc)
+            final = float(acc[-1]) if ok else 0.0
+            val = float(hist["val_acc"].iloc[-1]) if ok and "val_acc" in hist else final
             out.append({"lam": run.config.lam, "seed": run.config.seed, "final": final,
-                        "steps": steps, "acc": acc, "status": run.status,
+                        "val": val, "steps": steps, "acc": acc, "status": run.status,
                         "run_id": run.run_id})
         return out
 
@@ -139,8 +157,11 @@ def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 
                     use_optuna: bool = True, autol2_variants: dict[str, dict] | None = None,
                     predictors: dict[str, dict] | None = None,
                     ema_fraction: float = 0.25, cache_dir: str | Path | None = None,
+                    use_selector: bool = False, pruners: Sequence[str] = (),
                     log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every method of the module docstring on `task`; a JSON-ready dict of the results."""
+    """Every method of the module docstring on `task`; a JSON-ready dict of the results.
+    `use_optuna`: TPE without a pruner at the prediction's cost; `use_selector`: the λ
+    selector, then Optuna TPE with each of `pruners` at the selector's compute."""
     runner = _Runner(store_path, workers, log)
     T, seeds = task.budget, list(task.seeds)
     variants = AUTOL2_VARIANTS if autol2_variants is None else autol2_variants
@@ -154,11 +175,14 @@ def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 
         pred, info = _cached_prediction(task, cache_dir, log, **options)
         predictions[pname] = info
         if pred.ok:
+            wall = runner.wall
             runs = runner.run([task.config(pred.lam, s) for s in seeds])
             methods.append(MethodResult(pname, [pred.lam] * len(seeds),
                                         [r["final"] for r in runs], pred.probe_steps,
                                         extra={"interval": [pred.lam_low, pred.lam_high],
-                                               "options": options}))
+                                               "options": options,
+                                               "wall_seconds": info.get("wall_seconds"),
+                                               "final_runs_wall": runner.wall - wall}))
     prediction, pred_info = _cached_prediction(task, cache_dir, log,
                                                **predictors[next(iter(predictions))])
 
@@ -168,6 +192,14 @@ def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 
     methods.append(MethodResult(f"EMA rule (τ = {ema_fraction:g}·run)", [lam_ema] * len(seeds),
                                 [r["final"] for r in runs], 0.0))
 
+    if use_selector:
+        from l2dynamics.studies.tuning_search import optuna_pruned, selector_method
+
+        selector = selector_method(task, store_path, workers=workers, log=log)
+        methods.append(selector)
+        for pruner in pruners:
+            methods.append(optuna_pruned(task, pruner, selector.extra["steps_per_seed"],
+                                         workers=workers, cache_dir=cache_dir, log=log))
     if use_optuna:
         n_trials = max(1, round((prediction.probe_steps + T) / T))
         log(f"[{task.name}] Optuna TPE: {n_trials} full runs per seed (the prediction's cost)")
@@ -177,7 +209,8 @@ def run_tuning_task(task: TuningTask, store_path: str | Path, *, workers: int = 
     methods += _autol2_methods(task, runner, variants, prediction, target, store_path, log)
     return {
         "task": task.name, "description": task.description, "budget": T, "seeds": seeds,
-        "base": task.base, "grid_lams": task.lams,
+        "base": task.base, "grid_lams": task.lams, "selection_metric": task.selection_metric,
+        "grid_seed_se": grid.se, "grid_wall_seconds": grid.extra["wall_seconds"],
         "target": target, "best_lam": best["lam"], "lam0_final": float(np.mean(
             [r["final"] for r in by_lam[0.0]])),
         "const_steps_to_target": [steps_to_reach(r["steps"], r["acc"], target)
@@ -203,12 +236,15 @@ def _grid_method(task: TuningTask, runner: _Runner, log: Callable[[str], None]
         finals = [r["final"] for r in runs]
         grid_rows.append({"lam": lam, "finals": finals, "mean": float(np.mean(finals)),
                           "se": float(np.std(finals, ddof=1) / math.sqrt(len(finals)))
-                          if len(finals) > 1 else math.nan})
-    best = max(grid_rows, key=lambda row: row["mean"])
+                          if len(finals) > 1 else math.nan,
+                          "val_mean": float(np.mean([r["val"] for r in runs]))})
+    best = max(grid_rows, key=lambda row: row["val_mean"])  # selected on val_acc if held out
     grid_steps_per_seed = len(task.lams) * T
     grid = MethodResult("grid best", [best["lam"]] * len(seeds), best["finals"],
                         select_steps=grid_steps_per_seed * len(seeds),
-                        extra={"table": grid_rows, "steps_per_seed": grid_steps_per_seed})
+                        extra={"table": grid_rows, "steps_per_seed": grid_steps_per_seed,
+                               "selection_metric": task.selection_metric,
+                               "wall_seconds": runner.wall})
     return grid, by_lam, best
 
 
@@ -269,18 +305,23 @@ def _optuna(task: TuningTask, runner: _Runner, n_trials: int) -> MethodResult:
         study = optuna.create_study(direction="maximize",
                                     sampler=optuna.samplers.TPESampler(seed=int(seed)))
 
-        def objective(trial: Any, seed: int = int(seed)) -> float:
+        tests: dict[int, float] = {}
+
+        def objective(trial: Any, seed: int = int(seed), tests: dict = tests) -> float:
             lam = trial.suggest_float("lam", low, high, log=True)
-            return runner.run([task.config(lam, seed)])[0]["final"]
+            run = runner.run([task.config(lam, seed)])[0]
+            tests[trial.number] = run["final"]
+            return run["val"]
 
         study.optimize(objective, n_trials=n_trials)
-        finals.append(float(study.best_value))
+        finals.append(float(tests[study.best_trial.number]))
         lams.append(float(study.best_params["lam"]))
         all_trials.append([float(t.params["lam"]) for t in study.trials])
     return MethodResult(f"Optuna TPE ({n_trials} runs)", lams, finals,
                         select_steps=n_trials * task.budget * len(task.seeds),
                         extra={"n_trials": n_trials, "trial_lams": all_trials,
-                               "note": "best trial's test accuracy (selection on test)"})
+                               "note": f"the test accuracy of the trial best by "
+                                       f"{task.selection_metric}"})
 
 
 # the version of predict_lambda's recipe: a cached prediction made by another recipe is redone
@@ -300,10 +341,13 @@ def _cached_prediction(task: TuningTask, cache_dir: str | Path | None,
         data = json.loads(path.read_text())
         if data.get("key") == key:
             info = data["prediction"]
-            fields_ = {k: v for k, v in info.items() if k != "attempt_table"}
+            fields_ = {k: v for k, v in info.items()
+                       if k not in ("attempt_table", "wall_seconds")}
             return LambdaPrediction(**fields_, attempts=[]), info
+    t0 = time.perf_counter()
     pred = predict_lambda(task.config(), task.budget, seeds=task.seeds, progress=log, **options)
     info = _prediction_dict(pred)
+    info["wall_seconds"] = time.perf_counter() - t0
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -422,13 +466,20 @@ def format_result(res: dict[str, Any]) -> str:
                      f"{pred['compute_fraction']:.2f} runs")
     else:
         lines.append(f"  no prediction: {pred['message']}")
-    lines.append(f"  {'method':<42} {'λ (geo. mean)':>13} {'final test acc':>16} "
-                 f"{'gap (pts)':>9} {'select/grid':>11}")
+    lines.append(f"  selected on {res.get('selection_metric', 'test_acc')}; reported: test "
+                 "accuracy at T; gap = grid − method (positive: the method is worse); compute "
+                 "as a share of the grid's, in steps and wall seconds")
+    lines.append(f"  {'method':<46} {'λ (geo. mean)':>13} {'final test acc':>16} "
+                 f"{'gap (pts)':>9} {'steps':>6} {'wall':>6}")
+    grid_wall = grid.get("wall_seconds") or math.nan
     for m in res["methods"]:
         gap = 100 * (grid["mean"] - m["mean"])
         ratio = m["select_steps"] / grid["select_steps"]
-        lines.append(f"  {m['name']:<42} {_geo_mean(m['lams']):>13} {m['mean']:.4f} ± "
-                     f"{m['se']:.4f} {gap:>9.2f} {ratio:>11.3f}")
+        wall = (m.get("wall_seconds") or math.nan) / grid_wall
+        lines.append(f"  {m['name']:<46} {_geo_mean(m['lams']):>13} {m['mean']:.4f} ± "
+                     f"{m['se']:.4f} {gap:>9.2f} {ratio:>6.3f} {wall:>6.3f}")
+        for message in m.get("messages", []):
+            lines.append(f"      {message}")
     const = [x for x in res["const_steps_to_target"] if math.isfinite(x)]
     const_median = float(np.median(const)) if const else math.nan
     lines.append(f"  steps to reach the target {res['target']:.4f} (best constant's mean final "
