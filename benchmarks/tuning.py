@@ -127,6 +127,9 @@ def main() -> None:
                               log=lambda m: print(m, flush=True))
         res["wall_seconds"] = time.perf_counter() - t0
         results.append(res)
+        write_result(args.result, {"tasks": results, "phi": phi, "partial": True,
+                                   "wall_seconds": time.perf_counter() - start,
+                                   "command": " ".join(sys.argv)})  # kept if interrupted
         print("\n" + format_result(res))
         plot_tuning(res, Path(args.figures) / f"{name}.png")
         if args.phi and name in ("mnist1d_mlp", "quick") and res["prediction"]["ok"]:
