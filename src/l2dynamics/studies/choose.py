@@ -21,10 +21,14 @@ its accuracy at T. Only λ with x ≲ :data:`PLATEAU_K` need full-length runs.
    **Search** where it does not: a full run at x = PLATEAU_K (the smallest λ that plateaus
    within T), then one more λ next to the best so far (x/4 below it if a full-length λ leads,
    the geometric midpoint towards the full-length λ if a probe leads).
-4. The chosen λ is the best measured (selection metric: ``val_acc`` when the config holds out
-   a validation set, see the ``n_val`` key; the selector holds one out itself otherwise); if
-   it was a stopped probe, it is run to T. Its interval is the span of the λ whose accuracy
-   lies within the evaluation noise of the best (prediction: the c range).
+4. The best measured λ (selection metric: ``val_acc`` when the config holds out a validation
+   set, see the ``n_val`` key; the selector holds one out itself otherwise) is run to T if it
+   was a stopped probe; the choice is then the best *full-length* run, so a plateau estimate
+   that fails at T (accuracy that peaks and then collapses, as under MSE) cannot win on its
+   estimate. Its interval is the span of the λ whose accuracy lies within the evaluation
+   noise of the best (prediction: the c range). The premise is checked again on every run
+   with λ > 0 (``premise_all``), which tells whether the t* law showed at smaller λ than the
+   probes'.
 
 "λ hardly matters" is said when the best beats λ = 0 by less than the evaluation noise,
 2·√(2·p(1−p)/n) for n validation examples (seed-to-seed noise is not measured from one seed).
@@ -98,6 +102,7 @@ class LambdaChoice:
     route: str  # "prediction" | "search"
     metric: str  # "val_acc" (a validation split) | "test_acc"
     premise: PremiseCheck
+    premise_all: PremiseCheck  # the same check on every run with λ > 0 (probes and search)
     budget: int
     compute_steps: int  # optimizer steps of every run, the final one included
     wall_seconds: float
@@ -155,7 +160,11 @@ def choose_lambda(config: Config | dict[str, Any], budget: int, *,
     best = max(runner.candidates, key=lambda c: c.acc)
     if not best.full:
         runner.run([(best.lam, "final")])
-    return _assemble(runner, best.lam, route, interval, premise)
+    # the choice is the best *full-length* run: a plateau estimate that does not hold at T
+    # (accuracy that peaks and then collapses, as under MSE) is not trusted over a measurement
+    chosen = max((c for c in runner.candidates if c.full), key=lambda c: c.acc)
+    every = check_premise([c for c in runner.candidates if c.lam > 0 and c.role != "final"])
+    return _assemble(runner, chosen.lam, route, interval, premise, every)
 
 
 class _Runs:
@@ -184,6 +193,10 @@ class _Runs:
         runs = train_through_store(cfgs, self.store, workers=self.workers,
                                    names=["val_acc", "test_acc", "train_acc"])
         self.wall += time.perf_counter() - t0
+        if any("val_acc" not in run.history for run in runs):
+            raise ConfigError("choose needs a classification task (it selects on validation "
+                              f"accuracy); {self.cfg.dataset} with loss {self.cfg.loss!r} "
+                              "records no accuracy")
         for (lam, role), run in zip(todo, runs, strict=True):
             cand = self._candidate(lam, role, run)
             self.steps += cand.steps
@@ -265,7 +278,7 @@ def _noise(acc: float, n: int) -> float:
 
 
 def _assemble(runner: _Runs, lam: float, route: str, interval: tuple[float, float] | None,
-              premise: PremiseCheck) -> LambdaChoice:
+              premise: PremiseCheck, premise_all: PremiseCheck) -> LambdaChoice:
     cands = runner.candidates
     final = next(c for c in cands if c.full and c.lam == lam)
     lam0 = next(c for c in cands if c.lam == 0.0)
@@ -285,7 +298,8 @@ def _assemble(runner: _Runs, lam: float, route: str, interval: tuple[float, floa
                    f"{final.acc:.4f} against {lam0.acc:.4f} at λ = 0 ({gain:+.2f} points, "
                    f"within the evaluation noise ±{100 * noise:.2f}).")
     return LambdaChoice(lam, interval[0], interval[1], final.acc, lam0.acc, noise, matters,
-                        route, "val_acc", premise, runner.budget, runner.steps, runner.wall,
+                        route, "val_acc", premise, premise_all, runner.budget, runner.steps,
+                        runner.wall,
                         list(cands), message)
 
 

@@ -54,6 +54,7 @@ def selector_method(task: TuningTask, store_path: str | Path, *, workers: int,
                "routes": [c.route for c in choices], "matters": [c.matters for c in choices],
                "messages": [c.message for c in choices],
                "premise": [c.premise.reason for c in choices],
+               "premise_all": [c.premise_all.reason for c in choices],
                "intervals": [[c.lam_low, c.lam_high] for c in choices],
                "expected_val": [c.expected_acc for c in choices],
                "candidates": [[_candidate_row(x) for x in c.candidates] for c in choices]})
