@@ -117,6 +117,7 @@ def test_cli_tune(tmp_path):
                               str(tmp_path / "t.sqlite"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert "grid best" in res.output and "EMA rule" in res.output and "Optuna" not in res.output
+    assert "selector (choose_lambda)" in res.output and "selected on val_acc" in res.output
     assert (tmp_path / "out" / "figures" / "tuning" / "tuning.png").is_file()
     assert (tmp_path / "out" / "tuning.json").is_file()
     for args, word in ((["--grid", "0"], "--grid"), (["--grid", "x"], "--grid"),

@@ -247,16 +247,25 @@ def tune(
     seeds: str = typer.Option("0,1,2", help="Seeds of every method."),
     store: Path = typer.Option(Path("runs/tune.sqlite"), help="Run store (resumable)."),
     workers: int = typer.Option(1, "-j", "--workers", help="Parallel training processes."),
-    optuna: bool = typer.Option(True, "--optuna/--no-optuna", help="Also run Optuna TPE."),
+    optuna: bool = typer.Option(True, "--optuna/--no-optuna", help="Also run Optuna TPE "
+                                "(without a pruner, at the prediction's cost)."),
+    selector: bool = typer.Option(True, "--selector/--no-selector",
+                                  help="Also run the λ selector (l2dynamics choose) per seed."),
+    pruners: str = typer.Option("median+hyperband", "--pruners",
+                                help="With the selector: Optuna TPE with these pruners at its "
+                                "compute: none | median | hyperband | median+hyperband."),
     out_dir: Path = typer.Option(Path("out/tune"), "--out", help="Figure, tables, JSON."),
 ) -> None:
     """Compare ways of choosing λ for a T-step budget (the study `tuning`).
 
-    Grid search, the one-short-run prediction, Optuna, the EMA-timescale rule and AutoL2
-    variants, on one config."""
+    Grid search, the λ selector, the one-short-run prediction, Optuna (plain, and with median
+    and Hyperband pruners at the selector's compute), the EMA-timescale rule and AutoL2
+    variants, on one config. λ is selected on a validation split (the config's n_val; half the
+    test pool when it has none) and reported by test accuracy."""
+    from l2dynamics.studies.choose import with_validation
     from l2dynamics.studies.tuning import AUTOL2_VARIANTS
 
-    cfg = build_config(config, overrides, data_dir)
+    cfg = with_validation(build_config(config, overrides, data_dir))
     lams = number_list(grid, "--grid", minimum=0.0)
     if not [x for x in lams if x > 0]:
         raise ConfigError("--grid must hold at least one λ > 0")
@@ -264,7 +273,8 @@ def tune(
     unit, params = _params("tuning", dict(
         base=base, budget=budget, grid=tuple(x for x in lams if x > 0),
         seeds=tuple(number_list(seeds, "--seeds", minimum=0, integer=True)), evals=30,
-        optuna=optuna, autol2_variants=AUTOL2_VARIANTS,
+        optuna=optuna, selector=selector, pruners=pruners if optuna else "none",
+        autol2_variants=AUTOL2_VARIANTS,
         name=config.stem if config else "config",
         description=f"{cfg.model} on {cfg.dataset}, {cfg.optimizer} η = {cfg.lr:g}, "
                     f"T = {budget}"))

@@ -56,7 +56,7 @@ from l2dynamics.train.clock import effective_time
 PLATEAU_K = 6.0  # relaxation times λ·Φ(s) a stopped probe runs (c·η ≈ 1–3 measured so far)
 PROBE_FRACTIONS = (1 / 32, 1 / 8, 1 / 2)  # probe lengths as fractions of the budget
 C_AGREEMENT = 2.0  # the largest max/min ratio of the probes' c for the t* law to count
-EVALS_PER_RUN = 24  # evaluations spread evenly over each run (plus the log clock)
+EVALS_PER_RUN = 24  # linear evaluations over a full-length run (plus the log clock)
 PLATEAU_WINDOW = 1 / 3  # a stopped probe's accuracy: the mean over this last share of it
 
 
@@ -134,7 +134,7 @@ def choose_lambda(config: Config | dict[str, Any], budget: int, *,
     Runs go through the run store `store` (default: a temporary one), so a repeated call is
     read back instead of retrained. Without a validation split in `config` (``n_val`` = 0),
     half the test pool is held out for selection. Classification only."""
-    cfg = _with_validation(make_config(config))
+    cfg = with_validation(make_config(config))
     phi = full_run_time(cfg, budget)
     say = log or (lambda msg: None)
     root = Path(store) if store is not None else Path(tempfile.mkdtemp()) / "choose.sqlite"
@@ -182,8 +182,11 @@ class _Runs:
         steps = self.budget
         if lam > 0:
             steps = min(self.budget, _plateau_steps(self.cfg, lam, self.budget))
+        # one evaluation clock for every run (linear every T/EVALS_PER_RUN steps, plus the
+        # config's log clock, dense early where short probes live), so that runs differing
+        # only in λ and length can train as one vectorized ensemble
         return self.cfg.replace(lam=float(lam), steps=steps,
-                                eval_every=max(1, steps // EVALS_PER_RUN))
+                                eval_every=max(1, self.budget // EVALS_PER_RUN))
 
     def run(self, todo: list[tuple[float, str]]) -> None:
         from l2dynamics.studies.runs import train_through_store
@@ -303,7 +306,7 @@ def _assemble(runner: _Runs, lam: float, route: str, interval: tuple[float, floa
                         list(cands), message)
 
 
-def _with_validation(cfg: Config) -> Config:
+def with_validation(cfg: Config) -> Config:
     """`cfg`, with half its test pool held out for selection if it holds none out."""
     if cfg.n_val > 0:
         return cfg
@@ -320,4 +323,4 @@ def _with_validation(cfg: Config) -> Config:
 
 
 __all__ = ["C_AGREEMENT", "PLATEAU_K", "PROBE_FRACTIONS", "Candidate", "LambdaChoice",
-           "PremiseCheck", "check_premise", "choose_lambda"]
+           "PremiseCheck", "check_premise", "choose_lambda", "with_validation"]

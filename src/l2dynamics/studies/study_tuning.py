@@ -15,9 +15,10 @@ from typing import Any
 
 from l2dynamics.analysis.intervals import seed_interval, welch_interval
 from l2dynamics.analysis.verdicts import Claim
-from l2dynamics.config.constraints import Bool, Floats, Int, Ints, PlainMapping, Real
+from l2dynamics.config.constraints import Bool, Choice, Floats, Int, Ints, PlainMapping, Real
 from l2dynamics.studies.base import LG, TEXT, Context, Figure, Study, param, table
 
+PRUNER_CHOICES = ("none", "median", "hyperband", "median+hyperband")
 MINI_BASE = {"dataset": "mnist1d", "n_train": 500, "n_test": 2000, "model": "fc", "width": 64,
              "depth": 2, "lr": 0.2, "batch_size": 128, "norms_per_tensor": False,
              "eval_per_decade": 10}
@@ -33,6 +34,10 @@ class TuningParams:
     seeds: tuple[int, ...] = param((0, 1), Ints(Int(ge=0)), "seeds of every method")
     evals: int = param(15, Int(ge=1), "evaluations spread evenly over each run")
     optuna: bool = param(False, Bool(), "also run Optuna TPE (needs optuna)")
+    selector: bool = param(False, Bool(), "also run the λ selector (choose_lambda) per seed")
+    pruners: str = param("none", Choice(PRUNER_CHOICES),
+                         "with the selector: Optuna TPE with these pruners at its compute "
+                         "(needs optuna)")
     autol2_variants: dict[str, Any] = param(
         {"AutoL2 (paper rule)": {}}, PlainMapping("'paper rule': {}"),
         "AutoL2 variants: name → config overrides")
@@ -59,18 +64,20 @@ class TuningStudy(Study):
     def run(self, params: TuningParams, ctx: Context) -> TuningResult:
         from l2dynamics.studies.tuning import TuningTask, run_tuning_task
 
-        if params.optuna:
+        pruners = [] if params.pruners == "none" else params.pruners.split("+")
+        if params.optuna or (params.selector and pruners):
             try:
                 import optuna as _  # noqa: F401
             except ImportError:
                 from l2dynamics.errors import ConfigError
 
-                raise ConfigError("optuna=true needs the optuna package (pip install optuna)"
-                                  ) from None
+                raise ConfigError("optuna=true and pruners need the optuna package (pip "
+                                  "install optuna)") from None
         task = TuningTask(params.name, dict(params.base), params.budget, grid=params.grid,
                           seeds=params.seeds, evals=params.evals,
                           description=params.description)
         res = run_tuning_task(task, ctx.store, workers=ctx.workers, use_optuna=params.optuna,
+                              use_selector=params.selector, pruners=pruners,
                               autol2_variants=dict(params.autol2_variants),
                               cache_dir=ctx.store.parent / "tuning_cache", log=ctx.log)
         return TuningResult(res, list(params.autol2_variants), params.description,
@@ -112,17 +119,17 @@ def _gap(grid: dict[str, Any], method: dict[str, Any]) -> Any:
     return welch_interval(a, b)
 
 
-def _non_inferiority(claim: str, gap: Any, grid_mean: float, mean: float, note: str = ""
-                     ) -> Claim:
+def _non_inferiority(claim: str, gap: Any, grid_mean: float, mean: float, note: str = "",
+                     margin: float = MARGIN) -> Claim:
     """Holds iff the whole interval of the gap lies below the margin; does not hold iff it
     lies above it; undetermined (too imprecise) otherwise."""
     measured = (f"{mean:.4f} vs grid best {grid_mean:.4f} ({100 * gap.mean:+.2f} points lost)"
                 + note)
     ci = (f"{gap.text(3)} (of the points lost, ×100: [{100 * gap.low:.2f}, "
-          f"{100 * gap.high:.2f}]); margin {100 * MARGIN:.1f} points")
+          f"{100 * gap.high:.2f}]); margin {100 * margin:.2f} points")
     if not (math.isfinite(gap.low) and math.isfinite(gap.high)):
         return Claim(claim, measured, "undetermined", ci)
-    verdict = ("holds" if gap.high < MARGIN else "does not hold" if gap.low > MARGIN
+    verdict = ("holds" if gap.high < margin else "does not hold" if gap.low > margin
                else "undetermined")
     return Claim(claim, measured, verdict, ci)
 
@@ -152,6 +159,16 @@ def tuning_claims(res: dict[str, Any], variants: list[str]) -> list[Claim]:
     else:
         claims.append(Claim("λ predicted from one short run matches the grid's best",
                             f"no prediction: {pred.get('message', '')}", "undetermined"))
+    selector = methods.get("selector (choose_lambda)")
+    if selector is not None:  # issue 19's goal: within max(0.2 points, the grid's seed SE)
+        margin = max(0.002, grid["se"] if math.isfinite(grid["se"]) else 0.0)
+        steps = sum(selector["steps_per_seed"]) / len(selector["steps_per_seed"])
+        note = (f"; {steps / grid['steps_per_seed']:.2f} of the grid's steps per seed, routes "
+                f"{', '.join(sorted(set(selector['routes'])))}")
+        claims.append(_non_inferiority(
+            f"the λ selector matches the grid's best (loses at most max(0.2 points, the grid's "
+            f"seed SE) = {100 * margin:.2f} points)", _gap(grid, selector), grid["mean"],
+            selector["mean"], note, margin=margin))
     for name in variants:
         auto = methods.get(name)
         if auto is None:
