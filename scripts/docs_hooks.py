@@ -667,7 +667,7 @@ def block_tuning_constant(data: Mapping[str, Any], source: str) -> str:
             pred_cell = "no prediction: " + (pred.get("message") or "—").split(":")[0]
         ema = _tuning_method(t, "ema")
         ema_cell = f"λ = {fmt(t['lam_ema'])}: {acc(ema[0])}" if ema else "—"
-        opt = _tuning_method(t, "optuna")
+        opt = _tuning_method(t, "optuna tpe (")  # without a pruner
         opt_cell = (f"{acc(opt[0])}, {fmt(opt[0]['select_steps'] / steps_grid, 2)} of the grid"
                     if opt else "—")
         rows.append([t["task"], f"{fmt(target, 4)} ± {fmt(grid['se'], 2)} "

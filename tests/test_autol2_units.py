@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from l2dynamics import ConfigError
+from l2dynamics.config import make_config
 from l2dynamics.config.autol2 import autol2_preset
 from l2dynamics.l2 import AutoL2
 
@@ -123,6 +124,26 @@ def test_transfer_preset_keeps_the_shrink_and_the_relaxation_time_across_learnin
     # the released-code preset keeps λ, so its per-step shrink moves with η
     assert autol2_preset("released-code", 0.1)["lam0"] == autol2_preset(
         "released-code", 0.01)["lam0"] == 2.0
+
+
+def test_transfer_preset_counts_momentum_in_the_shrink_and_the_relaxation_time():
+    """With heavy-ball μ the per-step shrink is η·λ/(1 − μ) once momentum has built up: the
+    transfer preset at (η, μ) equals the preset at η/(1 − μ) without momentum."""
+    for lr, mu in ((0.02, 0.9), (0.1, 0.5)):
+        c = autol2_preset("transfer", lr, mu)
+        assert lr * c["lam0"] / (1 - mu) == pytest.approx(0.04)
+        assert c["lam0"] == pytest.approx(autol2_preset("transfer", lr / (1 - mu))["lam0"])
+        schedule = AutoL2.from_preset("transfer", torch.optim.SGD([torch.zeros(1)], lr=lr,
+                                                                  momentum=mu), lr=lr, momentum=mu)
+        assert schedule.refractory_steps() * lr / (1 - mu) * schedule.lam == pytest.approx(0.04)
+    # the released code's constants are λ and steps: momentum does not enter
+    assert autol2_preset("released-code", 0.02, 0.9) == autol2_preset("released-code", 0.02)
+    with pytest.raises(ConfigError, match="momentum"):
+        autol2_preset("transfer", 0.1, 1.0)
+    # the config rule asks for the λ₀ at the effective η
+    with pytest.raises(ConfigError, match="set lam=0.2 "):
+        make_config(lam_schedule="autol2", autol2_preset="transfer", lam=2.0, lr=0.02,
+                    momentum=0.9)
 
 
 def test_presets_refuse_bad_names_and_clashing_constants():

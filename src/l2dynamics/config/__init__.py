@@ -259,10 +259,12 @@ def _autol2_preset_sets_its_constants(v: dict[str, Any]) -> str | None:
         return f"autol2_preset={v['autol2_preset']} needs lam_schedule=autol2"
     from l2dynamics.config.autol2 import autol2_preset
 
-    c = autol2_preset(v["autol2_preset"], v["lr"])
+    momentum = v["momentum"] if v["optimizer"] == "sgd" else 0.0
+    c = autol2_preset(v["autol2_preset"], v["lr"], momentum)
     if not math.isclose(v["lam"], c["lam0"], rel_tol=1e-9):
         return (f"autol2_preset={v['autol2_preset']} starts at λ₀ = {c['lam0']:.6g} for "
-                f"lr={v['lr']:g}; set lam={c['lam0']:.6g} (got lam={v['lam']:g})")
+                f"lr={v['lr']:g}, momentum={momentum:g}; set lam={c['lam0']:.6g} "
+                f"(got lam={v['lam']:g})")
     for name, default in (("factor", 10.0), ("refractory", 0.1), ("refractory_unit", "steps")):
         value = v[f"autol2_{name}"]
         if value != default and value != c[name]:

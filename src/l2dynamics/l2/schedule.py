@@ -326,16 +326,19 @@ class AutoL2(WeightDecaySchedule):
 
     @classmethod
     def from_preset(cls, name: str, optimizer: torch.optim.Optimizer | None = None, *,
-                    lr: float, **overrides: Any) -> AutoL2:
+                    lr: float, momentum: float = 0.0, **overrides: Any) -> AutoL2:
         """An AutoL2 with the constants of preset `name`
-        (:func:`~l2dynamics.config.autol2.autol2_preset`) for a run at
-        learning rate `lr`; `overrides` are further keyword arguments (``min_lam``, ``plateau``,
-        ``penalty``, …; not the preset's own constants)."""
-        constants = autol2_preset(name, lr)
+        (:func:`~l2dynamics.config.autol2.autol2_preset`) for a run at learning rate `lr`
+        with SGD momentum `momentum` (0 for Adam/AdamW); `overrides` are further keyword
+        arguments (``min_lam``, ``plateau``, ``penalty``, …; not the preset's own constants).
+        A relaxation-time refractory period is counted at the effective η/(1 − μ)."""
+        constants = autol2_preset(name, lr, momentum)
         clash = sorted(set(constants) & set(overrides))
         if clash:
             raise ConfigError(f"the preset {name!r} sets {', '.join(clash)}; drop them or "
                               "construct AutoL2 directly")
+        if constants["refractory_unit"] == "relaxation":
+            lr = lr / (1.0 - momentum)
         return cls(optimizer, lr=lr, **constants, **overrides)
 
     def step(self, train_loss: float, train_accuracy: float, global_step: int) -> float:

@@ -266,8 +266,9 @@ def _autol2_methods(task: TuningTask, runner: _Runner, variants: dict[str, dict]
         if overrides.get("autol2_preset", "none") != "none":  # the preset's λ₀ at this η
             from l2dynamics.config.autol2 import autol2_preset
 
-            lr = task.config(0.1, seeds[0]).lr
-            lam0 = autol2_preset(overrides["autol2_preset"], lr)["lam0"]
+            cfg = task.config(0.1, seeds[0])
+            momentum = cfg.momentum if cfg.optimizer == "sgd" else 0.0
+            lam0 = autol2_preset(overrides["autol2_preset"], cfg.lr, momentum)["lam0"]
         cfgs = [task.config(lam0, s, lam_schedule="autol2", **overrides) for s in seeds]
         runs = runner.run(cfgs)
         reach = [steps_to_reach(r["steps"], r["acc"], target) for r in runs]

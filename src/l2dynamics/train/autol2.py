@@ -29,7 +29,9 @@ class AutoL2Callback:
                     min_lam=cfg.autol2_min_lam, plateau=cfg.autol2_plateau,
                     patience=cfg.autol2_patience)
         if cfg.autol2_preset != "none":  # the config rule has checked lam against it
-            schedule = AutoL2.from_preset(cfg.autol2_preset, lr=cfg.lr, **rest)
+            momentum = cfg.momentum if cfg.optimizer == "sgd" else 0.0
+            schedule = AutoL2.from_preset(cfg.autol2_preset, lr=cfg.lr, momentum=momentum,
+                                          **rest)
         else:
             schedule = AutoL2(lam0=cfg.lam, factor=cfg.autol2_factor,
                               refractory=cfg.autol2_refractory,
