@@ -145,3 +145,23 @@ def test_cli_choose(tmp_path):
     assert saved["budget"] == 300 and saved["compute_runs"] == saved["compute_steps"] / 300
     missing = CliRunner().invoke(app, ["choose", "--budget", "300"])
     assert missing.exit_code == 2
+
+
+@pytest.mark.slow
+def test_premise_control_that_must_say_yes_end_to_end(tmp_path):
+    """Through the whole pipeline, a network that fits its 64 training images within a few
+    steps and a budget long enough that every probe's t* is set by L2 (c = λ·η·t* ≈ 0.85–1.2
+    when this was written): the premise holds and the selector takes the prediction route,
+    λ = ĉ/Φ(T). The benchmark's tasks are the controls that say no."""
+    cfg = {"dataset": "digits", "n_train": 64, "n_val": 270, "model": "fc", "width": 512,
+           "depth": 2, "lr": 0.5, "batch_size": 64, "norms_per_tensor": False,
+           "eval_per_decade": 20}
+    choice = choose_lambda(cfg, 16000, store=tmp_path / "s.sqlite")
+    probes = [c for c in choice.candidates if c.role == "probe"]
+    assert all(p.fits for p in probes) and choice.premise.holds, choice.premise.reason
+    assert choice.premise.c_spread <= C_AGREEMENT
+    assert choice.route == "prediction"
+    c_hat = math.exp(sum(math.log(p.c) for p in probes) / len(probes))
+    predicted = next(c for c in choice.candidates if c.role == "prediction")
+    assert predicted.lam == pytest.approx(c_hat / (0.5 * 16000))
+    assert choice.lam_low == pytest.approx(min(p.c for p in probes) / (0.5 * 16000))
