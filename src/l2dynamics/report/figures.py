@@ -209,7 +209,8 @@ def plot_tuning(result: Mapping, path: str | Path) -> Path:
                 fmt="o-", color="k", ms=4, capsize=2, label="grid (mean ± SE)")
     ax.axhline(result["lam0_final"], color="k", ls="--", lw=0.8, label="λ = 0")
     markers = {"prediction λ_pred (": ("tab:orange", "^"), "prediction": ("tab:red", "v"),
-               "EMA": ("tab:green", "s"), "Optuna": ("tab:purple", "D")}
+               "EMA": ("tab:green", "s"), "Optuna": ("tab:purple", "D"),
+               "selector": ("tab:blue", "P")}
     for method in result["methods"][1:]:
         for key, (color, marker) in markers.items():
             if method["name"].startswith(key):
@@ -231,7 +232,9 @@ def plot_tuning(result: Mapping, path: str | Path) -> Path:
     steps, acc = mean_curve(result["const_curves"])
     bx.plot(steps[1:], acc[1:], color="k", lw=1.5, label=f"constant λ = {result['best_lam']:.3g}")
     colors = plt.cm.tab10(np.arange(10))
-    autol2 = [m for m in result["methods"] if m["name"].startswith("autol2")]
+    # the AutoL2 variants are the methods with learning curves (whatever a suite names them:
+    # the mini suite's "AutoL2 (paper rule)" was missed by a name test)
+    autol2 = [m for m in result["methods"] if m.get("curves")]
     for method, color in zip(autol2, colors, strict=False):
         steps, acc = mean_curve(method["curves"])
         bx.plot(steps[1:], acc[1:], color=color, lw=1, label=method["name"])
