@@ -25,6 +25,7 @@ _EXPORTS = {
         "l2dynamics.l2": ("AutoL2", "L2Penalty", "StepSchedule", "WeightDecaySchedule",
                           "decay_param_groups", "split_decay"),
         "l2dynamics.models": ("build_model",),
+        "l2dynamics.probes.monitor": ("Monitor",),
         "l2dynamics.store": ("RunStore", "load_runs", "load_series"),
         "l2dynamics.studies.choose": ("LambdaChoice", "choose_lambda"),
         "l2dynamics.studies.predict": ("LambdaPrediction", "ema_timescale_lambda",
@@ -45,6 +46,7 @@ __all__ = [  # the same names, spelled out for type checkers and `from l2dynamic
     "L2Penalty",
     "LambdaChoice",
     "LambdaPrediction",
+    "Monitor",
     "RunResult",
     "RunStore",
     "StepSchedule",
@@ -116,6 +118,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
         split_decay,
     )
     from l2dynamics.models import build_model
+    from l2dynamics.probes.monitor import Monitor
     from l2dynamics.store import RunStore, load_runs, load_series
     from l2dynamics.studies.choose import LambdaChoice, choose_lambda
     from l2dynamics.studies.predict import LambdaPrediction, ema_timescale_lambda, predict_lambda

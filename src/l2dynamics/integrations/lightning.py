@@ -120,3 +120,34 @@ class AutoL2Callback(Callback):
             self._pending_state = state_dict["schedule"]
         else:
             self.schedule.load_state_dict(state_dict["schedule"])
+
+
+class MonitorCallback(Callback):
+    """:class:`~l2dynamics.probes.monitor.Monitor` in a Lightning run: every `every` optimizer
+    steps, ‖w‖, the effective learning rate, the angular update, scale invariance and the
+    distance to the predicted equilibrium of each weight tensor of the module, logged to the
+    trainer's logger (TensorBoard, CSV, W&B, … — whatever ``Trainer(logger=...)`` is) under
+    ``<metric>/<tensor>``. Keyword arguments go to ``Monitor`` (``params``, ``csv``, …).
+
+        trainer = lightning.Trainer(callbacks=[MonitorCallback(every=50)], ...)
+    """
+
+    def __init__(self, every: int = 50, **monitor_options: Any):
+        self.every, self.options = every, monitor_options
+        self.monitor: Any = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        from l2dynamics.probes.monitor import Monitor
+
+        optimizer = trainer.optimizers[0]
+        self.monitor = Monitor(pl_module, optimizer, every=self.every, logger=trainer.logger,
+                               **self.options)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.monitor is not None and trainer.global_step > self.monitor.steps:
+            self.monitor.step()  # once per optimizer step (accumulation: on its last batch)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
