@@ -342,3 +342,46 @@ def test_the_class_help_says_which_optimizer_takes_which_convention():
     for cls in (StepSchedule, AutoL2):
         doc = " ".join(cls.__mro__[-2].__doc__.split())  # WeightDecaySchedule's docstring
         assert "AdamW" in doc and "convention='decoupled'" in doc
+
+
+def test_schedules_warn_when_they_overwrite_a_users_weight_decay():
+    import warnings
+
+    from l2dynamics.l2 import StepSchedule
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([p], lr=0.1, weight_decay=5e-4)
+    with pytest.warns(UserWarning, match="overwrites weight_decay=0.0005") as record:
+        StepSchedule(opt, lam0=1e-3)
+    assert record[0].filename == __file__  # points at the user's line, not at the library
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        StepSchedule(torch.optim.SGD([p], lr=0.1), lam0=1e-3)  # weight_decay 0: silent
+        StepSchedule(torch.optim.SGD([p], lr=0.1, weight_decay=1e-3), lam0=1e-3)  # same value
+        AutoL2(torch.optim.SGD([{"params": [p], "decay": False, "weight_decay": 5e-4}],
+                               lr=0.1), lam0=0.1)  # a group marked decay: False is not touched
+
+
+def test_step_schedule_counts_its_own_steps_and_reports_per_group_values():
+    from l2dynamics.l2 import StepSchedule
+
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.AdamW([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.01}],
+                            weight_decay=0.0)
+    sched = StepSchedule(opt, lam0=1e-3, kind="step", milestones=[3], gamma=0.1,
+                         convention="independent")
+    lams = [sched.step() for _ in range(4)]  # torch style: no step argument
+    assert lams == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    assert sched.get_last_lambda() == pytest.approx(1e-4)
+    assert sched.get_last_weight_decay() == pytest.approx([1e-4 / 0.1, 1e-4 / 0.01])
+    assert sched.step(1) == pytest.approx(1e-3)  # an explicit step still works
+    assert sched.step() == pytest.approx(1e-3) and sched.global_step == 2
+
+
+def test_every_schedule_docstring_lists_the_conventions():
+    from l2dynamics.l2 import StepSchedule, WeightDecaySchedule
+
+    for cls in (WeightDecaySchedule, StepSchedule, AutoL2):
+        doc = cls.__doc__
+        assert all(f'"{c}"' in doc or f"``'{c}'``" in doc or f"'{c}'" in doc
+                   for c in ("coupled", "decoupled", "independent")), cls

@@ -32,6 +32,7 @@ Schedules are driven like torch LR schedulers: call ``step(...)`` once per optim
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -60,6 +61,16 @@ def decay_param_groups(model: torch.nn.Module, rule: str | Sequence[str] = "weig
               {"params": [named[n] for n in split.not_decayed], "decay": False,
                **group_options, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside this module."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
@@ -142,7 +153,22 @@ class WeightDecaySchedule:
         self.optimizer, self.penalty, self.convention = optimizer, penalty, convention
         self.lam0 = _positive("lam0", lam0, allow_zero=True)
         self.lam = self.lam0
+        self._warn_overwrite()
         self._apply()
+
+    def _warn_overwrite(self) -> None:
+        """Say so when the first write replaces a ``weight_decay`` the user had set."""
+        for i, group in enumerate(self.groups()):
+            old = float(group.get("weight_decay", 0.0) or 0.0)
+            new = (self.lam / float(group["lr"]) if self.convention == "independent"
+                   and float(group["lr"]) > 0 else self.lam)
+            if old != 0.0 and not math.isclose(old, new, rel_tol=1e-12):
+                warnings.warn(f"{type(self).__name__} overwrites weight_decay={old:g} of the "
+                              f"optimizer's parameter group {i} with {new:g} (convention "
+                              f"{self.convention!r}); the schedule sets weight_decay from now "
+                              "on. Build the optimizer with weight_decay=0, or give the group "
+                              "'decay': False to keep yours.", UserWarning,
+                              stacklevel=_user_stacklevel())
 
     def groups(self) -> list[dict[str, Any]]:
         """The optimizer's parameter groups this schedule drives (``decay`` not False)."""
@@ -163,8 +189,13 @@ class WeightDecaySchedule:
                 group["weight_decay"] = self.lam
 
     def get_last_lambda(self) -> float:
-        """λ now, in the schedule's convention."""
+        """λ now, in the schedule's convention (one number: every driven group has it)."""
         return self.lam
+
+    def get_last_weight_decay(self) -> list[float]:
+        """What each driven parameter group's ``weight_decay`` holds now, one value per group
+        (torch's ``get_last_lr()`` style): λ, or λ/η_t of that group under ``independent``."""
+        return [float(g["weight_decay"]) for g in self.groups()]
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "penalty")}
@@ -176,12 +207,22 @@ class WeightDecaySchedule:
 
 
 class StepSchedule(WeightDecaySchedule):
-    """Function-of-step schedules: ``step(global_step)`` once per optimizer step.
+    """Function-of-step schedules: ``step()`` once per optimizer step (it counts the steps;
+    ``step(global_step)`` sets the step instead). Not torch's ``StepLR``: it schedules
+    ``weight_decay``, and ``kind="step"`` is one of its shapes.
 
     ``kind``: ``"constant"``; ``"step"`` (× `gamma` at each step in `milestones`);
     ``"cosine"`` (from λ₀ to `lam_end` over `total_steps`); ``"linear"`` (same, linearly);
     ``"follow_lr"`` (λ_t = λ₀·η_t/η₀, η read from the first driven group: decay that keeps
-    η·λ fixed relative to the start, e.g. under a learning-rate schedule)."""
+    η·λ fixed relative to the start, e.g. under a learning-rate schedule).
+
+    Conventions (``convention=``, as for every schedule; :class:`WeightDecaySchedule`):
+    ``"coupled"`` (default) is the paper's λ, torch SGD/Adam's ``weight_decay``;
+    ``"decoupled"`` is AdamW's λ_d (θ ← (1 − η·λ_d)·θ); ``"independent"`` is θ ← (1 − λ)·θ per
+    step on AdamW. A convention the optimizer does not implement is refused in one line
+    (coupled on AdamW: pass ``convention="decoupled"``, or use Adam or ``penalty=L2Penalty``),
+    and overwriting a ``weight_decay`` the optimizer already had warns.
+    """
 
     KINDS = ("constant", "step", "cosine", "linear", "follow_lr")
 
@@ -201,6 +242,7 @@ class StepSchedule(WeightDecaySchedule):
         self.milestones = sorted(int(m) for m in milestones)
         self.gamma = _positive("gamma", gamma)
         self.lr0 = None
+        self.global_step = 0  # optimizer steps taken, when step() counts them itself
         super().__init__(optimizer, lam0, convention=convention, penalty=penalty)
         if kind == "follow_lr":
             self.lr0 = float(self.groups()[0]["lr"])
@@ -219,8 +261,12 @@ class StepSchedule(WeightDecaySchedule):
         lr = float(self.groups()[0]["lr"])
         return self.lam0 * lr / self.lr0 if self.lr0 else self.lam0
 
-    def step(self, global_step: int) -> float:
-        self.lam = self.lambda_at(global_step)
+    def step(self, global_step: int | None = None) -> float:
+        """Set λ for the coming optimizer step and return it. Call once per optimizer step;
+        without `global_step` the schedule counts its own calls (as torch's schedulers do),
+        with it the schedule jumps to that step."""
+        self.global_step = self.global_step + 1 if global_step is None else int(global_step)
+        self.lam = self.lambda_at(self.global_step)
         self._apply()
         return self.lam
 
@@ -270,6 +316,13 @@ class AutoL2(WeightDecaySchedule):
     flag ``-L2=0.1`` is λ_c of CE/10 + λ_c‖θ‖², i.e. 2.0 in our units
     (:func:`~l2dynamics.l2.lam_lr_from_autol2_code`); the default ``lam0=0.1`` here is 0.1 in
     *our* units, and the refractory rule is applied to our λ.
+
+    Conventions (``convention=``, as for every schedule; :class:`WeightDecaySchedule`):
+    ``"coupled"`` (default) is the paper's λ, torch SGD/Adam's ``weight_decay``;
+    ``"decoupled"`` is AdamW's λ_d (θ ← (1 − η·λ_d)·θ); ``"independent"`` is θ ← (1 − λ)·θ per
+    step on AdamW. A convention the optimizer does not implement is refused in one line
+    (coupled on AdamW: pass ``convention="decoupled"``, or use Adam or ``penalty=L2Penalty``),
+    and overwriting a ``weight_decay`` the optimizer already had warns.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer | None = None, lam0: float = 0.1,
