@@ -153,3 +153,23 @@ def test_theory_refuses_bad_options(tmp_path):
         result = runner.invoke(app, ["theory", *args, "--out", str(tmp_path / "x")])
         assert result.exit_code == 2 and fragment in result.output, result.output
         assert not (tmp_path / "x").exists()
+
+
+def test_version_module_entry_and_markup_safe_log():
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("l2dynamics ")
+    out = subprocess.run([sys.executable, "-m", "l2dynamics", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("l2dynamics "), out.stderr
+    from l2dynamics.cli.common import err, log
+
+    with err.capture() as captured:
+        log("[fmnist_fc] grid: 9 λ")
+    assert "[fmnist_fc] grid" in captured.get()

@@ -48,8 +48,9 @@ def user_errors(func: F) -> F:
 
 
 def log(msg: str) -> None:
-    """Progress messages of long work, dimmed, on stderr."""
-    err.print(f"[dim]{msg}[/]", highlight=False)
+    """Progress messages of long work, dimmed, on stderr (markup-safe: a "[task]" prefix is
+    printed as written)."""
+    err.print(Text(msg, style="dim"), highlight=False)
 
 
 class _SpeedColumn(ProgressColumn):
