@@ -165,3 +165,24 @@ def test_premise_control_that_must_say_yes_end_to_end(tmp_path):
     predicted = next(c for c in choice.candidates if c.role == "prediction")
     assert predicted.lam == pytest.approx(c_hat / (0.5 * 16000))
     assert choice.lam_low == pytest.approx(min(p.c for p in probes) / (0.5 * 16000))
+
+
+def test_search_space_for_a_users_optuna_study():
+    from l2dynamics.studies.choose import SEARCH_X, lambda_search_space, suggest_lambda
+    from l2dynamics.studies.predict import ema_timescale_lambda
+
+    cfg = make_config(TINY)  # η = 0.2
+    low, high = lambda_search_space(cfg, 1000)
+    assert (low, high) == pytest.approx((SEARCH_X[0] / 200, SEARCH_X[1] / 200))
+    assert low < ema_timescale_lambda(cfg, 1000) < high
+    choice = SimpleNamespace(lam_low=1e-3, lam_high=4e-3)
+    assert lambda_search_space(cfg, 1000, choice=choice) == pytest.approx((2.5e-4, 1.6e-2))
+    at_zero = SimpleNamespace(lam_low=0.0, lam_high=4e-3)  # λ = 0 was within the noise
+    assert lambda_search_space(cfg, 1000, choice=at_zero) == pytest.approx((6.25e-5, 1.6e-2))
+    with pytest.raises(ConfigError, match="widen"):
+        lambda_search_space(cfg, 1000, widen=0.5)
+    optuna = pytest.importorskip("optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.optimize(lambda trial: suggest_lambda(trial, cfg, 1000), n_trials=5)
+    assert all(low <= t.params["lam"] <= high for t in study.trials)

@@ -306,6 +306,39 @@ def _assemble(runner: _Runs, lam: float, route: str, interval: tuple[float, floa
                         list(cands), message)
 
 
+SEARCH_X = (0.05, 64.0)  # relaxation times λ·Φ(T) a λ search spans without more knowledge
+
+
+def lambda_search_space(config: Config | dict[str, Any], budget: int, *,
+                        choice: LambdaChoice | None = None, widen: float = 4.0
+                        ) -> tuple[float, float]:
+    """A log-λ range for a search (Optuna or a grid) over a `budget`-step run of `config`.
+
+    With a :class:`LambdaChoice` (from :func:`choose_lambda`): its interval widened by `widen`
+    on each side. Without: what the dynamics allow, λ·Φ(T) from 0.05 (L2 barely acts within
+    the budget) to 64 relaxation times (the plateau is reached in the first 1/10 of the run),
+    Φ(T) the budget's effective time — the EMA rule's λ (4/Φ(T) at constant η) sits inside.
+    """
+    if not (isinstance(widen, (int, float)) and widen >= 1):
+        raise ConfigError(f"widen must be a number ≥ 1, got {widen!r}")
+    if choice is not None:
+        low = choice.lam_low if choice.lam_low > 0 else choice.lam_high / 16
+        if low <= 0:
+            phi = full_run_time(make_config(config), budget)
+            return SEARCH_X[0] / phi, SEARCH_X[1] / phi
+        return low / widen, max(choice.lam_high, low) * widen
+    phi = full_run_time(make_config(config), budget)
+    return SEARCH_X[0] / phi, SEARCH_X[1] / phi
+
+
+def suggest_lambda(trial: Any, config: Config | dict[str, Any], budget: int, *,
+                   choice: LambdaChoice | None = None, name: str = "lam") -> float:
+    """``trial.suggest_float(name, low, high, log=True)`` over :func:`lambda_search_space`:
+    λ for one trial of a user's own Optuna study."""
+    low, high = lambda_search_space(config, budget, choice=choice)
+    return trial.suggest_float(name, low, high, log=True)
+
+
 def with_validation(cfg: Config) -> Config:
     """`cfg`, with half its test pool held out for selection if it holds none out."""
     if cfg.n_val > 0:
@@ -323,4 +356,5 @@ def with_validation(cfg: Config) -> Config:
 
 
 __all__ = ["C_AGREEMENT", "PLATEAU_K", "PROBE_FRACTIONS", "Candidate", "LambdaChoice",
-           "PremiseCheck", "check_premise", "choose_lambda", "with_validation"]
+           "PremiseCheck", "SEARCH_X", "check_premise", "choose_lambda", "lambda_search_space",
+           "suggest_lambda", "with_validation"]
