@@ -352,3 +352,20 @@ def test_the_t_star_description_is_read_from_the_design_that_ran():
     fewer = make_params(study.Params, {"sweep.grid.seed": [0, 1], "fixed_budget": 0})
     assert "2 seeds" in describe_design(fewer.sweep, fewer) and "second arm" not in \
         describe_design(fewer.sweep, fewer)
+
+
+def test_run_progress_logs_runs_done_and_an_eta(monkeypatch):
+    from l2dynamics.studies import runs
+
+    clock = iter([0.0, 0.1, 0.2, 20.0, 40.0, 41.0])
+    monkeypatch.setattr(runs.time, "perf_counter", lambda: next(clock))
+    lines = []
+    progress = runs.run_progress(lines.append, every_seconds=15.0)
+    progress(1, 5)   # t = 0.1 s: read back from the store
+    progress(2, 5)   # t = 0.2 s: read back
+    progress(3, 5)   # t = 20 s: the first trained run → 20 s per run, 2 left
+    progress(4, 5)   # t = 40 s
+    progress(5, 5)   # t = 41 s: the end is always logged
+    assert lines[0] == "runs 3/5 done, 20 s, about 40 s left"
+    assert lines[1] == "runs 4/5 done, 40 s, about 20 s left"
+    assert lines[-1] == "runs 5/5 done, 41 s"

@@ -93,8 +93,10 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
     records, start = [], time.perf_counter()
     from l2dynamics.studies.registry import get_study
 
-    for entry in entries:
-        log(f"== {entry.key}: {entry.title or get_study(entry.study).title}")
+    for k, entry in enumerate(entries, 1):
+        log(f"== study {k}/{len(entries)}, {entry.key}: "
+            f"{entry.title or get_study(entry.study).title} "
+            f"({time.perf_counter() - start:.0f} s elapsed)")
         record = run_entry(entry, ctx, command, spec.changelog)
         log(f"   {entry.key}: {record['status']} in {record['wall_seconds']:.0f} s")
         records.append(record)

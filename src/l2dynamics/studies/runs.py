@@ -9,6 +9,7 @@ history (one row per step, one column per metric, as ``Trainer.run().history``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,29 @@ def refuse_unrunnable(configs: Sequence[Config], store_path: str | Path) -> None
     check_sweep_memory([c for c in configs if canonical(c) not in done])
 
 
+def run_progress(log: Callable[[str], None], every_seconds: float = 15.0
+                 ) -> Callable[[int, int], None]:
+    """A sweep progress callback that logs "runs k/N, elapsed, ETA" at most every
+    `every_seconds` (and at the end); the ETA extrapolates from the runs trained so far."""
+    start = time.perf_counter()
+    state = {"last": start, "read_back": 0}
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - start < 0.5 and state["read_back"] == done - 1:
+            state["read_back"] = done  # the store's runs are ticked off first, at once
+            return
+        if now - state["last"] < every_seconds and done < total:
+            return
+        state["last"] = now
+        trained = done - state["read_back"]
+        eta = (now - start) / trained * (total - done) if trained > 0 else math.nan
+        eta_text = f", about {eta:.0f} s left" if math.isfinite(eta) and done < total else ""
+        log(f"runs {done}/{total} done, {now - start:.0f} s{eta_text}")
+
+    return progress
+
+
 def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
                         workers: int = 1, names: Sequence[str] | None = None,
                         log: Callable[[str], None] | None = None) -> list[StoredRun]:
@@ -55,7 +79,9 @@ def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
 
     start = time.perf_counter()
     refuse_unrunnable(configs, store_path)
-    result = run_sweep(None, store_path, configs=list(configs), workers=workers)
+    progress = run_progress(log) if log is not None else None
+    result = run_sweep(None, store_path, configs=list(configs), workers=workers,
+                       progress=progress)
     if result.failed:
         raise RuntimeError(f"{result.failed} of {len(configs)} runs failed: {result.errors[:2]}")
     with RunStore(store_path) as store:
