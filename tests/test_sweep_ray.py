@@ -149,14 +149,14 @@ def test_bad_executor_options_are_one_line_errors(tmp_path):
 def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     store = tmp_path / "none.sqlite"
-    with pytest.raises(ConfigError, match=r"pip install l2dynamics\[ray\]") as info:
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'") as info:
         run_sweep(SPEC, store, executor="ray")
     assert "\n" not in str(info.value)
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
     res = CliRunner().invoke(app, ["sweep", str(spec), "--store", str(store),
                                    "--executor", "ray"])
-    assert res.exit_code == 2 and "pip install l2dynamics[ray]" in res.output
+    assert res.exit_code == 2 and "pip install -e '.[ray]'" in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert not store.exists()
 

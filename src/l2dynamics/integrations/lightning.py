@@ -1,4 +1,5 @@
-"""AutoL2 as a Lightning ``Callback`` (optional extra: ``pip install "l2dynamics[lightning]"``).
+"""AutoL2 and the Monitor as Lightning callbacks (optional extra: ``pip install -e
+".[lightning]"`` from the clone).
 
     trainer = lightning.Trainer(callbacks=[AutoL2Callback(lam0=0.1)], ...)
 
@@ -30,8 +31,9 @@ from l2dynamics.l2.schedule import AutoL2
 try:
     from lightning.pytorch.callbacks import Callback
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError("l2dynamics.integrations.lightning needs Lightning: "
-                      "pip install 'l2dynamics[lightning]'") from err
+    raise ImportError("l2dynamics.integrations.lightning needs Lightning: pip install -e "
+                      "'.[lightning]' from the l2dynamics clone, or pip install lightning"
+                      ) from err
 
 
 def _default_unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,7 +36,7 @@ from l2dynamics.errors import ConfigError
 from l2dynamics.provenance import versions
 from l2dynamics.sweep.ledger import SweepLedger, all_done, error_line
 
-INSTALL_HINT = "pip install l2dynamics[ray]"
+INSTALL_HINT = "pip install -e '.[ray]' (from the l2dynamics clone) or pip install 'ray>=2.9'"
 # A task whose worker process or node died is re-run up to this many times (a lost node should
 # not lose its runs); a task that *raises* is never retried: it is recorded as failed.
 SYSTEM_RETRIES = 3
