@@ -31,6 +31,14 @@ def _params(key: str, values: dict[str, Any]) -> tuple[Any, Any]:
     return unit, make_params(unit.Params, values)
 
 
+def _need_a_run(command: str, config: Path | None, overrides: list[str]) -> None:
+    """Refuse to stand in the built-in defaults for the user's run without a word."""
+    if config is None and not overrides:
+        raise ConfigError(f"{command} needs the run it is for: a CONFIG file (e.g. "
+                          "configs/example.yaml) or --set KEY=VALUE overrides (the rest are "
+                          "the defaults of `l2dynamics keys`)")
+
+
 @app.command()
 @user_errors
 def theory(
@@ -225,6 +233,7 @@ def predict(
     """Predict the best λ for a T-step run from short probes (the study `predict`).
 
     The probes run at a large λ; exit status 1 when no prediction could be made."""
+    _need_a_run("predict", config, overrides)
     cfg = build_config(config, overrides, data_dir)
     unit, params = _params("predict", dict(
         base=cfg.to_dict(), budget=budget, lam_ref=lam_ref, probe_k=probe_k,
@@ -265,6 +274,7 @@ def tune(
     from l2dynamics.studies.choose import with_validation
     from l2dynamics.studies.tuning import AUTOL2_VARIANTS
 
+    _need_a_run("tune", config, overrides)
     cfg = with_validation(build_config(config, overrides, data_dir))
     lams = number_list(grid, "--grid", minimum=0.0)
     if not [x for x in lams if x > 0]:
