@@ -79,7 +79,7 @@ def test_lambda_hardly_matters_rule_against_the_evaluation_noise():
     assert not small.matters and small.message.startswith("λ hardly matters")
     large = _assemble(_fake_runner({0.0: 0.80, 0.01: 0.80 + 2 * noise}), 0.01, "search",
                       None, premise, premise)
-    assert large.matters and "points over λ = 0" in large.message
+    assert large.matters and "points above λ = 0" in large.message
     # the interval: every λ within the noise of the best
     spread = _assemble(_fake_runner({0.0: 0.7, 0.01: 0.8, 0.04: 0.8 - noise / 3, 0.16: 0.6}),
                        0.01, "search", None, premise, premise)

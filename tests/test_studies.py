@@ -369,3 +369,12 @@ def test_run_progress_logs_runs_done_and_an_eta(monkeypatch):
     assert lines[0] == "runs 3/5 done, 20 s, about 40 s left"
     assert lines[1] == "runs 4/5 done, 40 s, about 20 s left"
     assert lines[-1] == "runs 5/5 done, 41 s"
+
+
+def test_gaps_are_written_in_words():
+    from l2dynamics.studies.study_tuning import points_text
+
+    assert points_text(0.0443) == "4.43 points below"
+    assert points_text(-0.003) == "0.30 points above"
+    assert points_text(0.0) == "level with"
+    assert points_text(float("nan")) == "an unknown distance from"

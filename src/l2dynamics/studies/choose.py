@@ -294,11 +294,12 @@ def _assemble(runner: _Runs, lam: float, route: str, interval: tuple[float, floa
     gain = 100 * (final.acc - lam0.acc)
     if matters:
         message = (f"λ = {lam:.3g} (by {route}; [{interval[0]:.3g}, {interval[1]:.3g}]) is "
-                   f"expected to give {final.acc:.4f} at step {runner.budget}, {gain:+.2f} "
-                   f"points over λ = 0 (noise ±{100 * noise:.2f}).")
+                   f"expected to give {final.acc:.4f} at step {runner.budget}, {gain:.2f} "
+                   f"points above λ = 0 (noise ±{100 * noise:.2f}).")
     else:
         message = (f"λ hardly matters on this task: the best λ ({lam:.3g}, by {route}) gives "
-                   f"{final.acc:.4f} against {lam0.acc:.4f} at λ = 0 ({gain:+.2f} points, "
+                   f"{final.acc:.4f} against {lam0.acc:.4f} at λ = 0 ({abs(gain):.2f} points "
+                   f"{'above' if gain >= 0 else 'below'} it, "
                    f"within the evaluation noise ±{100 * noise:.2f}).")
     return LambdaChoice(lam, interval[0], interval[1], final.acc, lam0.acc, noise, matters,
                         route, "val_acc", premise, premise_all, runner.budget, runner.steps,

@@ -119,12 +119,22 @@ def _gap(grid: dict[str, Any], method: dict[str, Any]) -> Any:
     return welch_interval(a, b)
 
 
+def points_text(gap: float) -> str:
+    """A gap in accuracy (grid − method, a fraction) in words: "4.43 points below",
+    "0.30 points above", never a signed number whose sign the reader must decode."""
+    if not math.isfinite(gap):
+        return "an unknown distance from"
+    if abs(gap) < 5e-5:
+        return "level with"
+    return f"{100 * abs(gap):.2f} points {'below' if gap > 0 else 'above'}"
+
+
 def _non_inferiority(claim: str, gap: Any, grid_mean: float, mean: float, note: str = "",
                      margin: float = MARGIN) -> Claim:
     """Holds iff the whole interval of the gap lies below the margin; does not hold iff it
     lies above it; undetermined (too imprecise) otherwise."""
-    measured = (f"{mean:.4f} vs grid best {grid_mean:.4f} ({100 * gap.mean:+.2f} points lost)"
-                + note)
+    measured = (f"{mean:.4f} vs grid best {grid_mean:.4f} ({points_text(gap.mean)} the "
+                f"grid's best)" + note)
     ci = (f"{gap.text(3)} (of the points lost, ×100: [{100 * gap.low:.2f}, "
           f"{100 * gap.high:.2f}]); margin {100 * margin:.2f} points")
     if not (math.isfinite(gap.low) and math.isfinite(gap.high)):
