@@ -173,3 +173,23 @@ def test_version_module_entry_and_markup_safe_log():
     with err.capture() as captured:
         log("[fmnist_fc] grid: 9 λ")
     assert "[fmnist_fc] grid" in captured.get()
+
+
+def test_runs_list_reads_at_80_columns(tmp_path):
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+
+    store = tmp_path / "s.sqlite"
+    runner = CliRunner()
+    for lam in ("0", "0.00937500001"):
+        res = runner.invoke(app, ["train", "--set", "dataset=digits", "--set", "steps=20",
+                                  "--set", f"lam={lam}", "--set", "norms_per_tensor=false",
+                                  "--store", str(store)])
+        assert res.exit_code == 0, res.output
+    listing = runner.invoke(app, ["runs", "list", "--store", str(store)], env={"COLUMNS": "80"})
+    lines = listing.output.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert "dataset digits" in lines[0]  # equal in every row: said once, in the title
+    body = [line for line in lines if "finished" in line]
+    assert len(body) == 2 and "0.00938" in body[1]  # one line per run, λ rounded

@@ -99,21 +99,40 @@ def runs_list(store: Path | None = StoreOption,
         raise ConfigError(f"--status {status!r} is not allowed; use one of {', '.join(STATUSES)}")
     with RunStore(store, create=False) as st:
         records = st.list_runs(status=status)
-    table = Table(title=f"{len(records)} runs", title_justify="left")
-    for column in ("id", "name", "status", "dataset", "model", "opt", "lam", "lr", "steps",
-                   "best acc", "@step", "final acc"):
-        left = column in ("name", "status")
-        table.add_column(column, justify="left" if left else "right", overflow="fold",
-                         no_wrap=column == "status", min_width=11 if column == "status" else None)
+    rows = []
     for rec in records:
         cfg, summ = rec["config"], rec["summary"] or {}
-        state = "stale" if rec["stale"] else rec["status"]
-        table.add_row(str(rec["id"]), rec["name"] or "", state, cfg["dataset"], cfg["model"],
-                      cfg["optimizer"], f"{cfg['lam']:g}", f"{cfg['lr']:g}",
-                      f"{rec['steps_done']}/{rec['steps_total']}",
-                      _fmt(summ.get("best_test_acc")), str(summ.get("best_step", "")),
-                      _fmt(summ.get("final_test_acc")))
-    out.print(table)
+        rows.append({"id": str(rec["id"]), "name": rec["name"] or "",
+                     "status": "stale" if rec["stale"] else rec["status"],
+                     "dataset": cfg["dataset"], "model": cfg["model"], "opt": cfg["optimizer"],
+                     "lam": f"{cfg['lam']:.3g}", "lr": f"{cfg['lr']:.3g}",
+                     "steps": f"{rec['steps_done']}/{rec['steps_total']}",
+                     "best acc": _fmt(summ.get("best_test_acc")),
+                     "@step": str(summ.get("best_step", "")),
+                     "final acc": _fmt(summ.get("final_test_acc"))})
+    out.print(runs_table(rows, f"{len(records)} runs"))
+
+
+def runs_table(rows: list[dict[str, str]], title: str) -> Table:
+    """A table that stays readable at 80 columns: columns empty in every row are dropped,
+    columns equal in every row go to the title, cells are never wrapped letter by letter."""
+    from rich import box
+
+    columns = list(rows[0]) if rows else ["id"]
+    shared = [c for c in ("dataset", "model", "opt", "lr")
+              if len(rows) > 1 and len({r[c] for r in rows}) == 1]
+    if shared:
+        title += " — " + ", ".join(f"{c} {rows[0][c]}" for c in shared)
+    keep = [c for c in columns if c not in shared and any(r[c] for r in rows)]
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in keep:  # every column keeps its width but the name, which gives way
+        width = max(len(column), *(len(r[column]) for r in rows)) if rows else len(column)
+        table.add_column(column, justify="left" if column in ("name", "status") else "right",
+                         no_wrap=True, overflow="ellipsis",
+                         min_width=None if column == "name" else width)
+    for r in rows:
+        table.add_row(*[r[c] for c in keep])
+    return table
 
 
 def _fmt(value: Any) -> str:
