@@ -1,5 +1,6 @@
 """The λ-tuning comparison: every method runs through the store, and the accounting is right."""
 
+import json
 import math
 
 import numpy as np
@@ -117,7 +118,11 @@ def test_cli_tune(tmp_path):
                               str(tmp_path / "t.sqlite"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert "grid best" in res.output and "EMA rule" in res.output and "Optuna" not in res.output
-    assert "selector (choose_lambda)" in res.output and "selected on val_acc" in res.output
+    assert "the λ selector matches the grid's best" in res.output
+    saved = json.loads((tmp_path / "out" / "tuning.json").read_text())
+    saved = saved.get("tuning", saved)
+    assert saved["selection_metric"] == "val_acc"  # tune holds out a validation split itself
+    assert any(m["name"] == "selector (choose_lambda)" for m in saved["methods"])
     assert (tmp_path / "out" / "figures" / "tuning" / "tuning.png").is_file()
     assert (tmp_path / "out" / "tuning.json").is_file()
     for args, word in ((["--grid", "0"], "--grid"), (["--grid", "x"], "--grid"),
