@@ -193,3 +193,17 @@ def test_runs_list_reads_at_80_columns(tmp_path):
     assert "dataset digits" in lines[0]  # equal in every row: said once, in the title
     body = [line for line in lines if "finished" in line]
     assert len(body) == 2 and "0.00938" in body[1]  # one line per run, λ rounded
+
+
+def test_help_paragraphs_wrap_to_the_terminal():
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app, reflow
+
+    assert reflow("One line\nof text.\n\n- a list\n- kept") == ("One line of text.\n\n"
+                                                                "- a list\n- kept")
+    wide = CliRunner().invoke(app, ["choose", "--help"], env={"COLUMNS": "160"})
+    # the second paragraph of the docstring is one wrapped paragraph at 160 columns
+    lines = [line.strip() for line in wide.output.splitlines()]
+    assert any(line.startswith("Selects on a validation split") and "prints λ" in line
+               for line in lines), wide.output
