@@ -207,3 +207,19 @@ def test_help_paragraphs_wrap_to_the_terminal():
     lines = [line.strip() for line in wide.output.splitlines()]
     assert any(line.startswith("Selects on a validation split") and "prints λ" in line
                for line in lines), wide.output
+
+
+def test_train_print_config_shows_every_key_and_trains_nothing(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+    from l2dynamics.config import CONFIG_KEYS, make_config
+
+    res = CliRunner().invoke(app, ["train", "--set", "dataset=digits", "--set", "lam=1e-3",
+                                   "--print-config", "--store", str(tmp_path / "s.sqlite")])
+    assert res.exit_code == 0, res.output
+    shown = yaml.safe_load(res.output)
+    assert set(shown) == set(CONFIG_KEYS) and shown["lam"] == 1e-3
+    assert make_config(shown) == make_config(dataset="digits", lam=1e-3)  # it round-trips
+    assert not (tmp_path / "s.sqlite").exists()

@@ -34,8 +34,17 @@ def train(
     resume: int | None = typer.Option(None, "--resume", help="Resume stored run ID."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the run's figure (PNG/SVG)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    print_config: bool = typer.Option(False, "--print-config",
+                                      help="Print the full config the run would use (YAML: "
+                                      "every key, defaults filled in) and exit."),
 ) -> None:
     """Train one run into the store."""
+    if print_config:
+        import yaml
+
+        cfg = build_config(config, overrides, data_dir)
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), end="")
+        return
     from l2dynamics.report import plot_runs
     from l2dynamics.store import RunStore
     from l2dynamics.train import Trainer
