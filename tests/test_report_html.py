@@ -102,9 +102,15 @@ def test_renders_page_and_summary(report_dir: Path):
     assert "<script" not in page.lower()
     assert "http://" not in page and "https://" not in page
     assert 'rel="stylesheet"' not in page and "@import" not in page and "url(" not in page
-    # figures are relative, with alt text and captions; the space is URL-encoded
-    assert '<img src="figures/tstar.png" alt="t* against 1/λ">' in page
-    assert 'src="figures/eff%20lr.png"' in page
+    # figures are embedded, so index.html alone is the report, with alt text and captions
+    assert '<img src="data:image/png;base64,' in page and 'alt="t* against 1/λ">' in page
+    assert 'src="data:image/svg+xml;base64,' in page and 'src="figures/' not in page
+    # the opening says, per paper, what held and what did not, in sentences
+    assert '<section id="summary"><h2>What this run says</h2>' in page
+    assert ("<strong>Lewkowycz &amp; Gur-Ari 2020.</strong> 2 claims in 1 study: 1 hold, 0 are "
+            "consistent but too imprecise to confirm, 0 do not hold, 1 could not be decided. "
+            "Held: t* · λ is constant (Peak time t* ∝ 1/λ).") in page
+    assert "Did not hold: η_eff = η/‖w‖² (Effective learning rate under BN: ratio 1.01)." in page
     assert "<figcaption>curves against λt</figcaption>" in page
     # verdict table links to the study sections, with coloured badges
     assert 'href="#study-tstar"' in page and 'id="study-tstar"' in page
@@ -329,3 +335,21 @@ def test_diverged_and_failed_runs_are_listed_distinctly(tmp_path, report_dir):
     assert json.loads((out / "summary.json").read_text())["runs"]["counts"]["diverged"] == 1
     # no run data (e.g. a summary from an older version): no Runs section at all
     assert 'id="runs"' not in render_report(_summary(), out).read_text()
+
+
+def test_plain_summary_speaks_to_choosing_lambda():
+    from l2dynamics.report.plain import paper_sentences
+
+    studies = _summary()["studies"] + [{
+        "key": "fmnist_tuning", "title": "Choosing λ", "paper": "Lewkowycz & Gur-Ari 2020",
+        "claims": [{"claim": "the λ selector matches the grid's best", "verdict": "holds",
+                    "measured": "0.84 vs 0.84"},
+                   {"claim": "AutoL2 reaches the best constant", "verdict": "does not hold",
+                    "measured": "0.70 vs grid best 0.79 (9.07 points below the grid's best)"}]}]
+    text = " ".join(paper_sentences("Lewkowycz & Gur-Ari 2020", studies))
+    assert text.startswith("4 claims in 2 studies: 2 hold")
+    assert ("For choosing λ: 1 of 2 claims of the studies that choose λ hold; not: AutoL2 "
+            "reaches the best constant (Choosing λ: 0.70 vs grid best 0.79 (9.07 points below "
+            "the grid's best))") in text
+    assert paper_sentences("van Laarhoven 2017", studies[:1]) == [
+        "No claim of van Laarhoven 2017 was checked in this run."]

@@ -109,7 +109,7 @@ def render_report(summary: Mapping[str, Any], out_dir: str | Path) -> Path:
     """
     out_dir = Path(out_dir)
     _validate(summary, out_dir)
-    page = _render_page(summary)
+    page = _render_page(summary, out_dir)
     data = json.dumps(_jsonable(summary), indent=2, ensure_ascii=False, allow_nan=False,
                       default=str)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,15 +297,23 @@ def _data_table(table: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def _figure(fig: Mapping[str, Any]) -> str:
+def _figure(fig: Mapping[str, Any], out_dir: Path | None = None) -> str:
+    """The figure, embedded as a data URI when its file can be read (so that index.html alone
+    is the whole report), else linked."""
     rel = PurePosixPath(str(fig["path"]).replace("\\", "/")).as_posix()
     src = quote(rel, safe="/")
+    if out_dir is not None and (out_dir / rel).is_file():
+        import base64
+        import mimetypes
+
+        kind = mimetypes.guess_type(rel)[0] or "image/png"
+        src = f"data:{kind};base64," + base64.b64encode((out_dir / rel).read_bytes()).decode()
     caption = fig.get("caption") or rel
     return (f'<figure><img src="{_e(src)}" alt="{_e(caption)}">'
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
-def _study_section(study: Mapping[str, Any]) -> str:
+def _study_section(study: Mapping[str, Any], out_dir: Path | None = None) -> str:
     status = study.get("status", "ok")
     out = [f'<section id="{_e(_anchor(study["key"]))}">',
            f"<h2>{_e(study.get('title') or study['key'])} "
@@ -330,7 +338,7 @@ def _study_section(study: Mapping[str, Any]) -> str:
     figures = study.get("figures") or []
     if figures:
         out.append("<h3>Figures</h3>")
-        out += [_figure(f) for f in figures]
+        out += [_figure(f, out_dir) for f in figures]
     tables = study.get("tables") or []
     if tables:
         out.append("<h3>Tables</h3>")
@@ -408,7 +416,7 @@ def _changelog_section(changelog: list[Mapping[str, Any]] | None) -> str:
     return "\n".join(out)
 
 
-def _render_page(summary: Mapping[str, Any]) -> str:
+def _render_page(summary: Mapping[str, Any], out_dir: Path | None = None) -> str:
     studies = list(summary["studies"])
     counts = verdict_counts(summary)
     n_failed = sum(1 for s in studies if s.get("status") == "failed")
@@ -455,6 +463,9 @@ def _render_page(summary: Mapping[str, Any]) -> str:
         out.append(f'<div class="alert" role="alert"><strong>{n_failed} '
                    f"{'study' if n_failed == 1 else 'studies'} failed:</strong> {names}</div>")
 
+    from l2dynamics.report.plain import plain_summary
+
+    out.append(plain_summary(studies))
     out.append('<section id="verdicts"><h2>Verdicts</h2>')
     rows = [(s, c) for s in studies for c in (s.get("claims") or [])]
     if rows:
@@ -475,7 +486,7 @@ def _render_page(summary: Mapping[str, Any]) -> str:
             out.append(f'<li><a href="#{_e(_anchor(s["key"]))}">{_e(s.get("title") or s["key"])}'
                        f"</a> <span class=\"muted\">({_e(s.get('paper'))})</span>{extra}</li>")
         out.append("</ul></nav>")
-    out += [_study_section(s) for s in studies]
+    out += [_study_section(s, out_dir) for s in studies]
     out += ["</main>", '<footer><p class="muted">Machine-readable results: '
             '<a href="summary.json">summary.json</a>.</p></footer>', "</body>", "</html>", ""]
     return "\n".join(out)
