@@ -41,3 +41,31 @@ def test_tuning_figure_draws_every_autol2_variant_and_the_selector(tmp_path, mon
     assert all(name in curves for name in names), curves
     points = [c.get_label() for c in left.collections]
     assert any(label.startswith("selector (choose_lambda)") for label in points), points
+
+
+def test_network_times_labels_an_empty_panel_and_fits_the_page(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from l2dynamics.report import theory
+
+    rows = [{"width": 64, "source": "network", "time": t, "lam": lam, "mean": 10 / lam,
+             "low": 9 / lam, "high": 11 / lam} for t in ("t_peak", "t_min", "t_lazy_end", "t_w")
+            for lam in (0.1, 1.0)]
+    rows += [{"width": 64, "source": "network", "time": "t_never", "lam": 0.1, "mean": np.nan,
+              "low": np.nan, "high": np.nan}]
+    labels = {t: f"time {t}" for t in ("t_peak", "t_min", "t_lazy_end", "t_w", "t_never")}
+    result = SimpleNamespace(time_labels=labels, network_time_summary=pd.DataFrame(rows))
+    seen = {}
+    monkeypatch.setattr(theory, "save_figure", lambda fig, path, dpi=120: seen.setdefault(
+        "fig", fig) and path)
+    theory.plot_network_times(result, tmp_path / "n.png")
+    fig = seen["fig"]
+    assert fig.get_size_inches()[0] <= 13  # three panels a row at most
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    assert len(panels) == 5
+    empty = [t.get_text() for t in panels["time t_never"].texts]
+    assert empty and empty[0].startswith("no data")
+    assert panels["time t_peak"].get_lines()  # the others hold their series

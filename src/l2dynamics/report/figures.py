@@ -91,7 +91,7 @@ def plot_tstar(table: pd.DataFrame, summary: pd.DataFrame, fits: pd.DataFrame,
         s = summary[(summary["lr"] == lr) & (summary["lam"] > 0)]
         ax_t.errorbar(s["lam"], s["tstar"], yerr=[s["tstar"] - s["tstar_low"],
                                                   s["tstar_high"] - s["tstar"]],
-                      fmt="o", color=color, ms=4, capsize=2, label=f"η={lr:g}")
+                      fmt="o", color=color, ms=4, capsize=2, label=f"η={lr:.3g}")
         fit = fits[fits["lr"] == lr]
         if not fit.empty and np.isfinite(fit["slope"].iloc[0]):
             lam = np.geomspace(s["lam"].min(), s["lam"].max(), 50)
@@ -99,11 +99,11 @@ def plot_tstar(table: pd.DataFrame, summary: pd.DataFrame, fits: pd.DataFrame,
                       color=color, lw=1, label=f"fit slope {fit['slope'].iloc[0]:.2f}")
         ax_acc.errorbar(s["lam"], s["peak_acc"], yerr=[s["peak_acc"] - s["peak_acc_low"],
                                                        s["peak_acc_high"] - s["peak_acc"]],
-                        fmt="o-", color=color, ms=4, capsize=2, label=f"η={lr:g}")
+                        fmt="o-", color=color, ms=4, capsize=2, label=f"η={lr:.3g}")
         zero = summary[(summary["lr"] == lr) & (summary["lam"] == 0)]
         if not zero.empty:
             ax_acc.axhline(zero["peak_acc"].iloc[0], color=color, ls="--", lw=1,
-                           label=f"λ=0, η={lr:g}")
+                           label=f"λ=0, η={lr:.3g}")
     positive = summary[summary["lam"] > 0]
     if not positive.empty:
         lam = np.geomspace(positive["lam"].min(), positive["lam"].max(), 50)
@@ -138,7 +138,7 @@ def plot_collapse(curves: pd.DataFrame, path: str | Path, *, metric: str = "test
     for (lr, lam), d in curves.groupby(["lr", "lam"]):
         d = d[d["step"] > 0].sort_values("step")
         color, style = colors[lam], styles[lr]
-        label = f"λ={lam:g}" + (f", η={lr:g}" if len(styles) > 1 else "")
+        label = f"λ={lam:.3g}" + (f", η={lr:.3g}" if len(styles) > 1 else "")
         for ax, x in zip(axes, ("step", "lam_step", "lam_lr_step"), strict=True):
             if lam == 0 and x != "step":
                 continue
@@ -260,7 +260,7 @@ def plot_norm_traces(traces: Mapping, path: str | Path, *, tensor: str | None = 
     lr = traces["lr"]
     for run, color in zip(runs, colors, strict=True):
         steps = np.asarray(run["step"])
-        label = f"λ = {run['lam']:g}"
+        label = f"λ = {run['lam']:.3g}"
         axes[0].plot(steps, run["norm"], color=color, lw=1.3, label=label)
         axes[0].plot(steps, run["pred_norm"], color=color, lw=0.9, ls="--")
         axes[1].plot(steps, run["eff_lr"], color=color, lw=1.3, label=label)
@@ -291,7 +291,7 @@ def plot_projection_study(table: pd.DataFrame, path: str | Path) -> Path:
         x = [lam if lam > 0 else zero_at for lam in mean.index]
         ax.errorbar(x, mean.values, yerr=se.fillna(0).values, fmt="o-", color=color, capsize=2,
                     label="plain L2" if mode == "plain" else "‖w‖ = const (projected)")
-    ax.set(xscale="log", xlabel=f"λ (λ = 0 drawn at {zero_at:g})", ylabel="final test error",
+    ax.set(xscale="log", xlabel=f"λ (λ = 0 drawn at {zero_at:.3g})", ylabel="final test error",
            title="test error vs λ: plain L2 and the ‖w‖ = const update")
     ax.grid(alpha=0.3, which="both", lw=0.5)
     ax.legend(fontsize=8)
@@ -329,8 +329,8 @@ def plot_eta_lam_grid(table: pd.DataFrame, summary: Mapping, path: str | Path) -
         if inside.sum() > 1:
             ax.plot(np.interp(xs[inside], lx, np.arange(len(lrs))) + 0.5,
                     np.interp(ys[inside], ly, np.arange(len(lams))) + 0.5, "w--", lw=0.8)
-    ax.set_xticks(np.arange(len(lrs)) + 0.5, [f"{v:g}" for v in lrs])
-    ax.set_yticks(np.arange(len(lams)) + 0.5, [f"{v:g}" for v in lams])
+    ax.set_xticks(np.arange(len(lrs)) + 0.5, [f"{v:.3g}" for v in lrs])
+    ax.set_yticks(np.arange(len(lams)) + 0.5, [f"{v:.3g}" for v in lams])
     ax.set(xlabel="η", ylabel="λ", title=f"{opt}: test error; dashed: η^{p0:.2g}·λ^{q0:.2g} "
            "= const")
     combo = ok["lr"] ** p0 * ok["lam"] ** q0
@@ -388,9 +388,11 @@ def plot_bn_bridge(result: Mapping, path: str | Path) -> Path:
         label = "no norm" if norm == "none" else norm.upper()
         if not table.empty:
             used = (~table["censored_smoothed"].astype(bool)) & table["fits_train"].astype(bool)
+            slope = res["fit"].get("slope", np.nan)
+            fitted = (f"slope {slope:.2f}" if np.isfinite(slope)
+                      else f"no slope: {int(used.sum())} usable runs")
             axes[0].scatter(table["lam"][used], table["tstar_smoothed"][used], color=color,
-                            s=30, label=f"{label}: slope {res['fit'].get('slope', np.nan):.2f} "
-                                        f"({res['verdict']})")
+                            s=30, label=f"{label}: {fitted} ({res['verdict']})")
             axes[0].scatter(table["lam"][~used], table["tstar_smoothed"][~used],
                             facecolors="none", edgecolors=color, s=30)
             fit = res["fit"]
@@ -468,11 +470,11 @@ def plot_cnn_bn(runs: pd.DataFrame, lr: float, iso: list[tuple[float, float]],
                          fmt="o-", color=color, capsize=2, label=label)
     product = iso[0][0] * iso[0][1] if iso else float("nan")
     axes[0].set(xscale="log", xlabel="λ (λ = 0 at the left edge)", ylabel="final test accuracy",
-                title=f"final accuracy against λ, η = {lr:g}")
+                title=f"final accuracy against λ, η = {lr:.3g}")
     axes[1].set(xscale="log", yscale="log", xlabel="λ", ylabel=f"t* ({estimator}, steps)",
                 title="t* per run (× censored or under-fit)")
     axes[2].set(xscale="log", xlabel="η (with λ = η·λ / η)", ylabel="final test accuracy",
-                title=f"runs at equal η·λ = {product:g}")
+                title=f"runs at equal η·λ = {product:.3g}")
     for ax in axes:
         ax.grid(alpha=0.3, which="both", lw=0.5)
         ax.legend(fontsize=7)

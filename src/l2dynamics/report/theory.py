@@ -23,7 +23,7 @@ def plot_theory_curves(result, path: str | Path) -> Path:
     for lam, color in zip(lams, _colors(len(lams)), strict=True):
         for model, style in (("deep", "-"), ("linear", "--")):
             c = curves[(curves["lam"] == lam) & (curves["model"] == model)]
-            label = f"λ={lam:g}" if model == "deep" else None
+            label = f"λ={lam:.3g}" if model == "deep" else None
             ax_acc.plot(c["lam_t"], c["test_acc"], style, color=color, lw=1.2, label=label)
             ax_loss.plot(c["lam_t"], c["test_loss"], style, color=color, lw=1.2)
     k = result.study.k
@@ -75,7 +75,7 @@ def plot_networks(result, path: str | Path) -> Path:
         d = nets[(nets["lam"] == lam) & (nets["t"] > 0)].sort_values("t")
         ax_kernel.plot(d["lam_t"], d["kernel_ratio_theory"], "k--", lw=1, label="e^{−2(k−1)λt}")
         ax_loss.set(xscale="log", yscale="log", xlabel="λ·t", ylabel="test loss",
-                    title=f"λ={lam:g}: network (—) vs flow (···)")
+                    title=f"λ={lam:.3g}: network (—) vs flow (···)")
         ax_kernel.set(xscale="log", yscale="log", xlabel="λ·t", ylabel="‖Θ_t‖/‖Θ₀‖")
         for ax in (ax_loss, ax_kernel):
             ax.grid(alpha=0.3, which="both", lw=0.5)
@@ -100,7 +100,7 @@ def plot_hessian(result, path: str | Path) -> Path:
                 d = hess[(hess["lam"] == lam) & (hess["width"] == width) & (hess["t"] > 0)]
                 smallest = d[d["rank"] == 0]
                 ax.plot(smallest["lam_t"], smallest["bottom_over_lam"], marker=marker, ls="-",
-                        color=color, ms=4, lw=0.8, label=f"λ={lam:g}, width {width}")
+                        color=color, ms=4, lw=0.8, label=f"λ={lam:.3g}, width {width}")
     ax.axhline(1.0, color="k", ls="--", lw=0.8, label="curvature = λ")
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set(xscale="log", xlabel="λ·t", ylabel="smallest eigenvalue / λ",
@@ -118,10 +118,13 @@ def plot_network_times(result, path: str | Path) -> Path:
     labels = result.time_labels  # name → label of each characteristic time, in order
     names = tuple(labels)
     summary = result.network_time_summary
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.8),
-                             squeeze=False)
+    ncols = min(3, len(names))  # readable at page width: at most 3 panels a row
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
     widths = sorted(summary["width"].unique()) if not summary.empty else []
-    for ax, name in zip(axes[0], names, strict=True):
+    for ax, name in zip(axes.flat, names, strict=False):
         for width, color in zip(widths, _colors(len(widths)), strict=True):
             for source, fill in (("network", color), ("flow", "none")):
                 if name == "t_lazy_end" and source == "flow":
@@ -139,10 +142,16 @@ def plot_network_times(result, path: str | Path) -> Path:
         if not anchor.empty:
             a = anchor.iloc[len(anchor) // 2]
             ax.plot(lams, a["mean"] * a["lam"] / lams, "k:", lw=1, label="∝ 1/λ")
-        ax.set(xscale="log", yscale="log", xlabel="λ (flow units)", title=labels[name])
+        ax.set_title(labels[name], fontsize=9)
+        if anchor.empty:  # say why the panel is empty instead of drawing bare axes
+            ax.text(0.5, 0.5, "no data: this time was not reached\nwithin the horizon by any run",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        ax.set(xscale="log", yscale="log", xlabel="λ (flow units)", ylabel="t (flow units)")
         ax.grid(alpha=0.3, which="both", lw=0.5)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
-    axes[0, 0].set_ylabel("t (flow units)")
     fig.tight_layout()
     return save_figure(fig, path)
