@@ -8,7 +8,7 @@ Every module file under src/l2dynamics is parsed (no import is executed), and ev
 
 Floors, top to bottom (a module may import its own floor and the floors below it)::
 
-    6 face         cli · l2dynamics (the package __init__) · integrations
+    6 face         cli · l2dynamics (the package __init__, and __main__) · integrations
     5 studies      studies (incl. reproduce, suites)
     4 sweep        sweep
     3 engine       train
@@ -35,7 +35,7 @@ PACKAGE = "l2dynamics"
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS: dict[str, int] = {
-    "cli": 6, "": 6, "integrations": 6,
+    "cli": 6, "": 6, "__main__": 6, "integrations": 6,
     "studies": 5, "suites": 5,
     "sweep": 4,
     "train": 3,
