@@ -385,3 +385,17 @@ def test_every_schedule_docstring_lists_the_conventions():
         doc = cls.__doc__
         assert all(f'"{c}"' in doc or f"``'{c}'``" in doc or f"'{c}'" in doc
                    for c in ("coupled", "decoupled", "independent")), cls
+
+
+def test_autol2_counts_steps_when_told_its_measurement_interval():
+    p = torch.nn.Parameter(torch.ones(2))
+    counted = AutoL2(torch.optim.SGD([p], lr=0.1), lam0=0.1, every=10)
+    given = AutoL2(torch.optim.SGD([p], lr=0.1), lam0=0.1)
+    values = [(1.0, 0.5), (0.9, 0.6), (0.95, 0.55), (0.97, 0.52), (0.99, 0.5), (1.0, 0.5)] * 5
+    for i, (loss, acc) in enumerate(values):
+        assert counted.step(loss, acc) == given.step(loss, acc, 10 * i)
+    assert counted.events == given.events and counted.events
+    with pytest.raises(ConfigError, match="every=10"):
+        given.step(1.0, 0.5)
+    with pytest.raises(ConfigError, match="every must be"):
+        AutoL2(torch.optim.SGD([p], lr=0.1), every=0)

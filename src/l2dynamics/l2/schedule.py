@@ -330,7 +330,12 @@ class AutoL2(WeightDecaySchedule):
                  refractory_unit: str = "steps", steps_per_epoch: int | None = None,
                  lr: float | None = None, min_lam: float = 0.0, plateau: str = "paper",
                  ema: float = 0.9, patience: int = 5, min_delta: float = 1e-3,
-                 convention: str = "coupled", penalty: L2Penalty | None = None):
+                 convention: str = "coupled", penalty: L2Penalty | None = None,
+                 every: int | None = None):
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                                  or every < 1):
+            raise ConfigError(f"every must be None or an integer ≥ 1, got {every!r}")
+        self.every = every  # optimizer steps between measurements, when step() counts them
         self.factor = _positive("factor", factor)
         if self.factor <= 1:
             raise ConfigError(f"factor must be > 1 (λ is divided by it), got {factor!r}")
@@ -394,13 +399,20 @@ class AutoL2(WeightDecaySchedule):
             lr = lr / (1.0 - momentum)
         return cls(optimizer, lr=lr, **constants, **overrides)
 
-    def step(self, train_loss: float, train_accuracy: float, global_step: int) -> float:
+    def step(self, train_loss: float, train_accuracy: float,
+             global_step: int | None = None) -> float:
         """Take one measurement (bare training loss and accuracy at `global_step` optimizer
-        steps) and return λ for the coming steps."""
+        steps) and return λ for the coming steps. Without `global_step`, the schedule counts:
+        construct it with ``every=k`` and measure every k optimizer steps, from step 0."""
         loss, acc = float(train_loss), float(train_accuracy)
         if not (math.isfinite(loss) and math.isfinite(acc)):
             raise ConfigError(f"AutoL2 measurements must be finite, got loss={train_loss!r}, "
                               f"accuracy={train_accuracy!r}")
+        if global_step is None:
+            if self.every is None:
+                raise ConfigError("AutoL2.step() without global_step needs the measurement "
+                                  "interval: AutoL2(..., every=10), or pass global_step")
+            global_step = self.measurements * self.every
         step = int(global_step)
         if self.last_decay_step is None:
             self.last_decay_step = step  # the code's idel0 = the start step
