@@ -378,3 +378,13 @@ def test_gaps_are_written_in_words():
     assert points_text(-0.003) == "0.30 points above"
     assert points_text(0.0) == "level with"
     assert points_text(float("nan")) == "an unknown distance from"
+
+
+def test_tstar_verdict_on_an_empty_store_says_what_to_do():
+    import pandas as pd
+
+    from l2dynamics.analysis.tstar import tstar_verdict
+    from l2dynamics.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no runs to judge"):
+        tstar_verdict(pd.DataFrame())

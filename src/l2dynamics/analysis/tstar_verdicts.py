@@ -138,6 +138,12 @@ def tstar_verdict(table: pd.DataFrame, *, estimator: str = "smoothed",
     ready to become :class:`~l2dynamics.analysis.verdicts.Claim` objects: ``claim``, ``measured``,
     ``verdict`` (one of ``VERDICTS``), ``ci`` (the interval with its method and n), plus
     ``kind`` ("slope", "beats_zero" or "flat_small_lam"), ``lr`` and ``note``."""
+    if table.empty:
+        from l2dynamics.errors import ConfigError
+
+        raise ConfigError("no runs to judge: the t* table is empty (the store holds no finished "
+                          "classification run); train a λ sweep into it first, e.g. "
+                          "l2dynamics sweep configs/sweeps/mnist1d_tstar.yaml")
     rows = []
     for fit in tstar_fits(table, estimator=estimator).to_dict(orient="records"):
         claim = slope_claim(f"t* ∝ 1/λ (η={fit['lr']:g})", fit, -1.0, SLOPE_MARGIN)
