@@ -223,3 +223,13 @@ def test_train_print_config_shows_every_key_and_trains_nothing(tmp_path):
     assert set(shown) == set(CONFIG_KEYS) and shown["lam"] == 1e-3
     assert make_config(shown) == make_config(dataset="digits", lam=1e-3)  # it round-trips
     assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_runs_list_help_names_every_status():
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+    from l2dynamics.store import STATUSES
+
+    text = CliRunner().invoke(app, ["runs", "list", "--help"], env={"COLUMNS": "200"}).output
+    assert all(status in text for status in STATUSES), text

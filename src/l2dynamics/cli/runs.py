@@ -100,7 +100,10 @@ def print_result(result: Any, store_path: Path) -> None:
 @runs_app.command("list")
 @user_errors
 def runs_list(store: Path | None = StoreOption,
-              status: str | None = typer.Option(None, help="Only runs with this status.")) -> None:
+              status: str | None = typer.Option(None, help="Only runs with this status: "
+                                                 "running | finished | diverged | interrupted "
+                                                 "| failed.")
+              ) -> None:
     """One line per run."""
     from l2dynamics.store import STATUSES, RunStore
 
