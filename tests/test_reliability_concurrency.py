@@ -26,9 +26,13 @@ def _writer(path, index, writes, barrier=None):
     alternating between this writer's run and the shared run 1; finish its own run."""
     with RunStore(path) as store:
         own = store.create_run({"writer": index}, steps_total=writes, seed=index, device="cpu")
+        # taken before the barrier: every writer's end then follows every start (no writer
+        # leaves the barrier before the last arrives), however the OS schedules 2 cores; a start
+        # taken after it made "all at once" fail by 0.5 ms when one writer finished before
+        # another was scheduled again
+        start = time.time()
         if barrier is not None:
             barrier.wait()
-        start = time.time()
         for i in range(writes):
             target, name = (own, "m") if i % 2 == 0 else (1, f"w{index}")
             store.add_metrics(target, [(i, 0.1 * i, f"{name}_a", index * 1e6 + i),
