@@ -759,6 +759,38 @@ def block_tuning_selector(data: Mapping[str, Any], source: str) -> str:
             + md_table(["task", "probes", "every run with λ > 0"], premise_rows))
 
 
+def block_tuning_goals(data: Mapping[str, Any], source: str) -> str:
+    """Issue 19's goals, each judged per task from the benchmark's results."""
+    rows = []
+    for t in data["tasks"]:
+        grid = _tuning_method(t, "grid")[0]
+        sel = _tuning_method(t, "selector")
+        if not sel:
+            continue
+        sel = sel[0]
+        gap = 100 * (grid["mean"] - sel["mean"])
+        tol = max(0.2, 100 * (grid["se"] or 0.0))
+        steps = (_mean(sel["steps_per_seed"]) or 0) / grid["steps_per_seed"]
+        opts = _tuning_method(t, "optuna tpe +")
+        ahead = all(m["mean"] < sel["mean"] for m in opts) if opts else None
+        autol2 = [100 * (t["target"] - m["mean"]) for m in _tuning_method(t, "autol2")]
+        best_auto = min(autol2) if autol2 else None
+        rows.append([t["task"], f"{gap:+.2f} vs {tol:.2f}: {'yes' if gap <= tol else 'no'}",
+                     f"{fmt(steps, 2)}: {'yes' if steps <= 0.2 else 'no'}",
+                     "—" if ahead is None else ("yes" if ahead else "no"),
+                     "no" if any(sel["matters"]) else f"yes, at {fmt(steps, 2)}",
+                     "—" if best_auto is None else
+                     f"{best_auto:+.2f}: {'yes' if best_auto <= 0.2 else 'no'}"])
+    return (generated_line(source) + "\n\nEach goal per task, from the tables above: the "
+            "selector's gap to the grid against max(0.2, the grid's seed SE) in points; its "
+            "steps per seed as a share of the grid's (goal ≤ 0.2); ahead of both Optuna "
+            "pruners; whether it said \"λ hardly matters\" (and at what share of the compute; "
+            "goal ≤ 0.1); the best AutoL2 variant's gap to the best constant (goal ≤ 0.2).\n\n"
+            + md_table(["task", "selector within tolerance", "selector compute ≤ 1/5",
+                        "ahead of Optuna + pruners", "says λ hardly matters",
+                        "best AutoL2 within 0.2"], rows))
+
+
 def block_tuning_phi(data: Mapping[str, Any], source: str) -> str:
     phi = data["phi"]
     shifts = list(next(iter(phi["cases"]))["curve_shift_rms"]) if phi["cases"] else []
@@ -1162,6 +1194,7 @@ BLOCKS: dict[str, Callable[..., str]] = {
     "tuning_autol2": _json_block("tuning.json", block_tuning_autol2),
     "tuning_phi": _json_block("tuning.json", block_tuning_phi),
     "tuning_selector": _json_block("tuning_selector.json", block_tuning_selector),
+    "tuning_goals": _json_block("tuning_selector.json", block_tuning_goals),
     "predict_example": _json_block("predict_example.json", block_predict_example,
                                    "l2dynamics predict configs/example.yaml --budget 20000 "
                                    "--out out/predict"),
