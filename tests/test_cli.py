@@ -233,3 +233,76 @@ def test_runs_list_help_names_every_status():
 
     text = CliRunner().invoke(app, ["runs", "list", "--help"], env={"COLUMNS": "200"}).output
     assert all(status in text for status in STATUSES), text
+
+
+def _choice_lists() -> dict[tuple[str, str], list[str]]:
+    """Every "a | b | c" list in an option's help text, by (command path, parameter); for the
+    reproduce suite help, the word before each "(" of its alternatives."""
+    import re
+
+    import typer
+
+    from l2dynamics.cli import app
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield " ".join(path), cmd
+
+    found = {}
+    for path, cmd in walk(typer.main.get_command(app), []):
+        for param in cmd.params:
+            text = getattr(param, "help", None) or ""
+            pattern = r"[\w+-]+(?:\s+\|\s+[\w+-]+)+"
+            match = re.search(pattern, text) or re.search(pattern, re.sub(r"\([^)]*\)", "", text))
+            if match:
+                found[(path, param.name)] = [w.strip() for w in match.group().split("|")]
+    return found
+
+
+def test_every_choice_list_in_help_is_complete():
+    from l2dynamics.analysis import ESTIMATORS
+    from l2dynamics.cli.aliases import NORM_STUDIES
+    from l2dynamics.cli.runs import EXPORT_FORMATS
+    from l2dynamics.store import STATUSES
+    from l2dynamics.studies.norm_grids import GRIDS
+    from l2dynamics.studies.norms import CASES
+    from l2dynamics.studies.suite import SUITES
+    from l2dynamics.studies.theory import TheoryStudy
+    from l2dynamics.studies.tuning_search import PRUNERS
+    from l2dynamics.sweep import ENGINES, EXECUTORS
+
+    theory_init = TheoryStudy.__dataclass_fields__["theory_init"].metadata
+    expected = {
+        ("sweep", "executor"): EXECUTORS, ("sweep", "engine"): ENGINES,
+        ("study", "suite"): SUITES, ("reproduce", "suite"): SUITES,
+        ("theory", "theory_init"): theory_init["constraint"].options,
+        ("norms", "which"): NORM_STUDIES, ("norms", "cases"): tuple(CASES),
+        ("norms", "optimizers"): tuple(GRIDS),
+        ("predict", "estimator"): ESTIMATORS, ("analyze tstar", "estimator"): ESTIMATORS,
+        ("tune", "pruners"): ("none", *PRUNERS, "+".join(PRUNERS)),
+        ("runs list", "status"): STATUSES, ("runs export", "fmt"): EXPORT_FORMATS,
+    }
+    found = _choice_lists()
+    assert set(found) == set(expected), set(found) ^ set(expected)  # a new list: add it here
+    for where, choices in found.items():
+        assert sorted(choices) == sorted(expected[where]), where
+
+
+def test_keys_and_studies_read_at_80_columns():
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+    from l2dynamics.config import CONFIG_KEYS
+
+    runner = CliRunner()
+    for command in ("keys", "studies"):
+        text = runner.invoke(app, [command], env={"COLUMNS": "80"}).output
+        lines = text.splitlines()
+        assert all(len(line) <= 80 for line in lines), command
+        # no word is broken across lines (an 80-column table used to break these letter-wise)
+        words = ([*CONFIG_KEYS, "fashion_mnist", "$L2DYNAMICS_DATA"] if command == "keys"
+                 else ["mini:norm_equilibrium,", "paper:convnet4_projection"])
+        assert all(word in text for word in words), command

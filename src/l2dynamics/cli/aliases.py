@@ -93,14 +93,16 @@ def norms(
     which: str = typer.Argument("equilibrium", metavar="STUDY",
                                 help="Which study: equilibrium | traces | projection | grid | "
                                 "bridge."),
-    cases: str = typer.Option("sgd,sgdm,adam_l2,adamw", help="Optimizer cases to run."),
+    cases: str = typer.Option("sgd,sgdm,adam_l2,adamw", help="equilibrium: optimizer cases, "
+                             "comma-separated, from sgd | sgdm | adam_l2 | adamw."),
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE overrides of the network."),
     relax_times: float = typer.Option(10.0, "--relax-times",
                                       help="Relaxation times before measuring."),
     seed: int = typer.Option(0, help="Seed of every run."),
     out_dir: Path = typer.Option(Path("out/norms"), "--out", help="Figures and tables."),
     optimizers: str = typer.Option("adam,sgd", "--optimizers",
-                                   help="grid: which optimizers' η×λ grids (adam, sgd)."),
+                                   help="grid: which optimizers' η×λ grids, comma-separated, "
+                                   "from adam | sgd."),
     steps: int | None = typer.Option(None, help="traces/projection/grid/bridge: steps per run "
                                      "(default: the library's own)."),
     seeds: str = typer.Option("", help="projection/grid/bridge: seeds, comma-separated."),

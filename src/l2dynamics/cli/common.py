@@ -141,13 +141,52 @@ def _cell(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+def _longest_word(cell: str) -> int:
+    plain = Text.from_markup(cell).plain
+    return max((len(word) for word in plain.split()), default=0)
+
+
 def print_rows(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A table where every column fits at its longest word; otherwise one block per row (the
+    first cell as its heading, then "column  value" lines), so nothing wraps letter by letter
+    in a narrow terminal."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    words = [max([_longest_word(str(c))] + [_longest_word(r[i]) for r in cells])
+             for i, c in enumerate(columns)]
+    if sum(words) + 3 * len(columns) + 1 > out.width and len(columns) > 2:
+        _print_blocks(title, [str(c) for c in columns], cells)
+        return
+    widths = [max([len(str(c))] + [len(Text.from_markup(r[i]).plain) for r in cells])
+              for i, c in enumerate(columns)]
+    while sum(widths) + 3 * len(columns) + 1 > out.width:  # narrow the widest column that can
+        widest = max((i for i in range(len(widths)) if widths[i] > words[i]),
+                     key=lambda i: widths[i] - words[i], default=None)
+        if widest is None:
+            break
+        widths[widest] -= 1
     table = Table(title=title, title_justify="left")
     for i, column in enumerate(columns):  # the first column names the row: never wrapped
-        table.add_column(str(column), overflow="fold", no_wrap=i == 0)
-    for row in rows:
-        table.add_row(*[_cell(v) for v in row])
+        table.add_column(str(column), overflow="fold", no_wrap=i == 0, width=widths[i])
+    for row in cells:
+        table.add_row(*row)
     out.print(table)
+
+
+def _print_blocks(title: str, columns: list[str], cells: list[list[str]]) -> None:
+    from rich.padding import Padding
+
+    if title:
+        out.print(Text(title, style="italic"))
+    label_width = max(len(c) for c in columns[1:])
+    for row in cells:
+        out.print(Text.from_markup(f"[bold]{row[0]}[/]"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim", no_wrap=True, min_width=label_width)
+        grid.add_column(overflow="fold")
+        for column, value in zip(columns[1:], row[1:], strict=True):
+            if value:
+                grid.add_row(column, value)
+        out.print(Padding(grid, (0, 0, 0, 2)))
 
 
 def print_frame(title: str, frame: Any) -> None:
