@@ -56,6 +56,21 @@ def test_drives_a_plain_torch_optimizer_and_masks_groups():
                              "train_loss": 0.96, "train_accuracy": 0.55}]
 
 
+def test_one_default_for_which_parameters_decay():
+    """The helper, split_decay and the engine's config key share one default: every
+    parameter, as the paper's λ/2·‖θ‖² (biases and LayerNorm gains of _model() included)."""
+    from l2dynamics.config import DEFAULT_DECAY_PARAMS, make_config
+    from l2dynamics.l2 import split_decay
+
+    model = _model()
+    assert make_config().decay_params == DEFAULT_DECAY_PARAMS == "all"
+    groups = decay_param_groups(model)
+    everything = {id(p) for p in model.parameters()}
+    assert len(groups) == 1 and groups[0]["decay"] is True
+    assert {id(p) for p in groups[0]["params"]} == everything
+    assert split_decay(model).not_decayed == ()
+
+
 def test_refractory_period_in_steps_and_in_lr_lam_epochs():
     def decays(**kw):
         sched = AutoL2(penalty=L2Penalty([], 0.0), lam0=0.01, **kw)

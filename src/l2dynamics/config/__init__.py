@@ -55,6 +55,10 @@ AUTOCASTS = ("none", "bf16")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 NORMALIZATIONS = ("channel", "global", "none")
 DECAY_RULES = ("all", "weights", "none")
+# Which parameters λ decays unless told otherwise, in the engine (`decay_params`), in
+# `split_decay` and in `decay_param_groups`: every parameter, as the paper's λ/2·‖θ‖² and
+# google/autol2 do. "weights" (no biases or normalization gains) is the common AdamW practice.
+DEFAULT_DECAY_PARAMS = "all"
 LAM_SCHEDULES = ("constant", "autol2")
 UNIT_FRACTION = Real(ge=0, lt=1)  # [0, 1)
 
@@ -136,7 +140,8 @@ class Config:
                      "(PyTorch weight_decay=λ)", unit="paper's λ")
     decoupled_wd: float = key(0.0, Real(ge=0), "decoupled decay (AdamW): θ ← θ − lr·wd·θ "
                               "before each step", unit="per lr·step")
-    decay_params: Any = key("all", Globs(DECAY_RULES), "which parameters the L2 term decays")
+    decay_params: Any = key(DEFAULT_DECAY_PARAMS, Globs(DECAY_RULES),
+                            "which parameters the L2 term decays")
     lam_schedule: str = key("constant", Choice(LAM_SCHEDULES),
                             "autol2: λ starts at lam and is divided by autol2_factor on stalls")
     autol2_factor: float = key(10.0, Real(gt=1), "AutoL2: λ ← λ/factor at each decay",

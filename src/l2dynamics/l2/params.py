@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 
 import torch
 
+from l2dynamics.config import DEFAULT_DECAY_PARAMS
 from l2dynamics.errors import ConfigError
 
 
@@ -30,8 +31,10 @@ class DecaySplit:
         return {"rule": rule, "decayed": list(self.decayed), "not_decayed": list(self.not_decayed)}
 
 
-def split_decay(model: torch.nn.Module, rule: str | Sequence[str] = "all") -> DecaySplit:
-    """Resolve `rule` against `model`'s parameters (trainable ones only)."""
+def split_decay(model: torch.nn.Module, rule: str | Sequence[str] = DEFAULT_DECAY_PARAMS
+                ) -> DecaySplit:
+    """Resolve `rule` against `model`'s parameters (trainable ones only). The default,
+    ``"all"``, is the engine's (:data:`l2dynamics.config.DEFAULT_DECAY_PARAMS`)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if isinstance(rule, str):
         if rule == "all":

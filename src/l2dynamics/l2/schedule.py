@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from l2dynamics.config import DEFAULT_DECAY_PARAMS
 from l2dynamics.config.autol2 import autol2_preset
 from l2dynamics.errors import ConfigError
 from l2dynamics.l2.params import split_decay
@@ -49,12 +50,13 @@ REFRACTORY_UNITS = ("steps", "lr_lam_epochs", "relaxation")
 PLATEAU_TESTS = ("paper", "ema")
 
 
-def decay_param_groups(model: torch.nn.Module, rule: str | Sequence[str] = "weights",
+def decay_param_groups(model: torch.nn.Module, rule: str | Sequence[str] = DEFAULT_DECAY_PARAMS,
                        **group_options: Any) -> list[dict[str, Any]]:
-    """Two optimizer parameter groups: the decayed parameters (``decay: True``) and the rest
-    (``decay: False``, ``weight_decay: 0``). `rule` as the ``decay_params`` config key:
-    ``"weights"`` (the common default: no biases, normalization gains), ``"all"`` (the paper's
-    code), ``"none"`` or glob patterns. Extra options (``lr=…``) go into both groups."""
+    """Optimizer parameter groups: the decayed parameters (``decay: True``) and the rest
+    (``decay: False``, ``weight_decay: 0``); empty groups are left out. `rule` as the
+    ``decay_params`` config key, with the same default: ``"all"`` (the paper's λ/2·‖θ‖², as
+    the engine), ``"weights"`` (the common AdamW practice: no biases or normalization gains),
+    ``"none"`` or glob patterns. Extra options (``lr=…``) go into every group."""
     split = split_decay(model, rule)
     named = dict(model.named_parameters())
     groups = [{"params": [named[n] for n in split.decayed], "decay": True, **group_options},
