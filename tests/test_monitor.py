@@ -165,3 +165,53 @@ def test_lightning_callback_logs_through_the_trainer_logger(tmp_path):
     assert list(hist["step"].unique()) == [4, 8, 12]
     text = next(tmp_path.rglob("metrics.csv")).read_text()
     assert "norm/net.0.weight" in text and "eff_lr/net.3.weight" in text
+
+
+def test_store_sink_makes_the_loop_a_run_the_cli_reads(tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from l2dynamics.cli import app
+    from l2dynamics.store import RunStore
+
+    store = tmp_path / "mon.sqlite"
+    model = _bn_net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    with Monitor(model, opt, every=4, store=store, run_name="my loop",
+                 config={"dataset": "toy", "steps": 12}) as mon:
+        _train(model, opt, mon, 12)
+    with RunStore(store, create=False) as st:
+        (rec,) = st.list_runs()
+        series = st.series([rec["id"]])
+    assert rec["status"] == "finished" and rec["steps_done"] == 12 and rec["name"] == "my loop"
+    assert rec["config"]["lam"] == 5e-4 and rec["config"]["optimizer"] == "sgd"
+    assert rec["config"]["dataset"] == "toy" and rec["steps_total"] == 12
+    norms = series[series["name"] == "norm/0.weight"].sort_values("step")
+    assert norms["step"].tolist() == [4, 8, 12]
+    assert norms["phys_time"].tolist() == pytest.approx([0.4, 0.8, 1.2])  # Σ η
+    expected = mon.history[mon.history["tensor"] == "0.weight"]["norm"].tolist()
+    assert norms["value"].tolist() == pytest.approx(expected)
+    runner = CliRunner()
+    listing = runner.invoke(app, ["runs", "list", "--store", str(store)])
+    assert listing.exit_code == 0 and "my loop" in listing.output, listing.output
+    out_csv = tmp_path / "series.csv"
+    exported = runner.invoke(app, ["runs", "export", str(out_csv), "--series", "--store",
+                                     str(store)])
+    assert exported.exit_code == 0, exported.output
+    assert pd.read_csv(out_csv)["eff_lr/0.weight"].notna().all()
+
+
+@pytest.mark.parametrize(("raised", "status"), [(KeyboardInterrupt, "interrupted"),
+                                                (RuntimeError, "failed")])
+def test_store_run_that_stops_says_how(tmp_path, raised, status):
+    from l2dynamics.store import RunStore
+
+    model = _bn_net()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with pytest.raises(raised), Monitor(model, opt, every=2, store=tmp_path / "s.sqlite") as mon:
+        _train(model, opt, mon, 5)
+        raise raised("stopped by the test")
+    with RunStore(tmp_path / "s.sqlite", create=False) as st:
+        (rec,) = st.list_runs()
+    assert rec["status"] == status and rec["steps_done"] == 5
+    assert (rec["error"] is not None) == (status == "failed")

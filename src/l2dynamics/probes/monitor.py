@@ -31,12 +31,22 @@ decoupled λ_d for AdamW. Records go to ``mon.history`` (a DataFrame, one row pe
 tensor), and to TensorBoard (``log_dir``; ``torch.utils.tensorboard``, needs the
 ``tensorboard`` package), a CSV file (``csv``), and any logger with
 ``log_metrics(dict, step)`` such as Lightning's (``logger``). Tags are ``<metric>/<tensor>``.
+
+With ``store=`` (a path or a :class:`~l2dynamics.store.RunStore`) the loop becomes a run of
+that store, as ``l2dynamics runs list | show | export`` read them: its config is what the
+Monitor knows (optimizer, η, λ of the first decayed group, μ, the model's class, the tensors)
+updated with ``config=``; every record is written as it is taken, under the same
+``<metric>/<tensor>`` names as the engine's probes, at ``phys_time`` = Σ η over the steps;
+``close()`` marks it finished (a ``with Monitor(...)`` block that raises marks it
+interrupted on Ctrl-C, failed otherwise, with the error). Use a store of its own: the studies
+read every run of a store they are given.
 """
 
 from __future__ import annotations
 
 import csv as csv_module
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +71,8 @@ class Monitor:
                  log_dir: str | Path | None = None, csv: str | Path | None = None,
                  logger: Any = None, example: tuple[torch.Tensor, torch.Tensor] | None = None,
                  loss_fn: Callable[..., torch.Tensor] | None = None,
-                 scale_invariant: Iterable[str] | None = None):
+                 scale_invariant: Iterable[str] | None = None, store: Any = None,
+                 run_name: str | None = None, config: dict[str, Any] | None = None):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ConfigError(f"every must be an integer ≥ 1, got {every!r}")
         self.model, self.optimizer, self.every = model, optimizer, every
@@ -77,6 +88,11 @@ class Monitor:
         self._writer = _tensorboard(log_dir) if log_dir is not None else None
         self._csv_path = Path(csv) if csv is not None else None
         self.logger = logger
+        self.run_id: int | None = None
+        self._phys_time, self._started = 0.0, time.perf_counter()
+        self._store, self._own_store = None, False
+        if store is not None:
+            self._open_store(store, run_name, config or {})
         if self._csv_path is not None:
             self._csv_path.parent.mkdir(parents=True, exist_ok=True)
             with self._csv_path.open("w", newline="") as f:
@@ -85,6 +101,7 @@ class Monitor:
     def step(self) -> dict[str, float] | None:
         """Call once after every ``optimizer.step()``; returns the record on a record step."""
         self.steps += 1
+        self._phys_time += float(self.optimizer.param_groups[0]["lr"])
         record = None
         if self.steps % self.every == 0:
             record = self._record()
@@ -110,8 +127,30 @@ class Monitor:
         if self.logger is not None:
             self.logger.log_metrics({k: v for k, v in flat.items() if math.isfinite(v)},
                                     step=self.steps)
+        if self._store is not None:
+            self._store.add_metrics(self.run_id, [(self.steps, self._phys_time, tag, value)
+                                                  for tag, value in flat.items()],
+                                    steps_done=self.steps)
         self.latest = flat
         return flat
+
+    def _open_store(self, store: Any, run_name: str | None, config: dict[str, Any]) -> None:
+        from l2dynamics.provenance import versions
+        from l2dynamics.store import RunStore
+
+        self._own_store = not isinstance(store, RunStore)
+        self._store = RunStore(store) if self._own_store else store
+        first = self.groups[self.tensors[0][0]]
+        decayed = [g for g in self.optimizer.param_groups if g.get("weight_decay", 0)]
+        known = {"source": "monitor", "model": type(self.model).__name__, "dataset": "",
+                 "optimizer": self.kind, "lr": float(first["lr"]),
+                 "lam": float(decayed[0]["weight_decay"]) if decayed else 0.0,
+                 "momentum": float(first.get("momentum", 0.0) or 0.0), "every": self.every,
+                 "tensors": [n for n, _ in self.tensors]}
+        device = str(self.tensors[0][1].device)
+        self.run_id = self._store.create_run(
+            {**known, **config}, steps_total=int(config.get("steps", 0)),
+            seed=config.get("seed"), device=device, versions=versions(), name=run_name)
 
     def _tensor_row(self, name: str, p: torch.Tensor) -> dict[str, float]:
         group = self.groups[name]
@@ -155,11 +194,31 @@ class Monitor:
 
         return pd.DataFrame(self.rows, columns=["step", "tensor", *METRICS])
 
-    def close(self) -> None:
-        """Flush and close the TensorBoard writer (the CSV is written as it goes)."""
+    def close(self, status: str = "finished", error: str | None = None) -> None:
+        """Flush and close the TensorBoard writer (the CSV is written as it goes) and mark the
+        store's run `status` (finished, interrupted or failed). A second call does nothing."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._store is not None:
+            self._store.finish_run(self.run_id, status, steps_done=self.steps,
+                                   wall_seconds=time.perf_counter() - self._started,
+                                   summary={"records": len(self.rows) // len(self.tensors)},
+                                   error=error)
+            if self._own_store:
+                self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is None:
+            self.close()
+        elif issubclass(kind, KeyboardInterrupt):
+            self.close("interrupted")
+        else:
+            self.close("failed", error=f"{kind.__name__}: {value}")
 
 
 def _select(model: torch.nn.Module, params: str | Sequence[str]) -> list[tuple[str, Any]]:
