@@ -69,3 +69,46 @@ def test_network_times_labels_an_empty_panel_and_fits_the_page(tmp_path, monkeyp
     empty = [t.get_text() for t in panels["time t_never"].texts]
     assert empty and empty[0].startswith("no data")
     assert panels["time t_peak"].get_lines()  # the others hold their series
+
+
+def _two_panels(path, *, note: bool) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2)
+    left.plot([0, 1], [0, 1], label="AutoL2 (paper rule)")
+    left.legend()
+    right.set_title("t_never")
+    if note:
+        right.text(0.5, 0.5, "no data: no run reached it")
+    figures.save_figure(fig, path)
+
+
+def test_a_saved_figure_says_what_it_draws_and_what_it_lacks(tmp_path):
+    from l2dynamics.report.inventory import inventory_problems, read_inventory
+
+    _two_panels(tmp_path / "f.png", note=False)
+    inventory = read_inventory(tmp_path / "f.png")
+    assert inventory["panels"][0]["labels"] == ["AutoL2 (paper rule)"]
+    assert inventory_problems(inventory, ["autol2"]) == [
+        "“t_never” draws nothing and does not say why"]
+    assert inventory_problems(inventory, ["selector"])[0] == (
+        "the caption names “selector”, but no series of that name is drawn")
+    _two_panels(tmp_path / "g.png", note=True)
+    assert inventory_problems(read_inventory(tmp_path / "g.png"), ["AutoL2"]) == []
+
+
+@pytest.mark.parametrize(("series", "flagged"), [(["AutoL2"], False), (["selector"], True)])
+def test_report_flags_a_figure_that_lacks_a_series_its_caption_names(tmp_path, series,
+                                                                    flagged):
+    from l2dynamics.report.html import render_report
+
+    _two_panels(tmp_path / "figures" / "f.png", note=True)
+    summary = {"suite": "mini", "created": "2026-12-05", "machine": "test", "wall_seconds": 1.0,
+               "command": "l2dynamics reproduce", "versions": {}, "studies": [
+        {"key": "tuning", "title": "Tuning", "paper": "Lewkowycz & Gur-Ari 2020",
+         "status": "ok", "claims": [], "tables": [],
+         "figures": [{"path": "figures/f.png", "caption": "AutoL2 and the selector",
+                      "series": series}]}]}
+    page = render_report(summary, tmp_path).read_text(encoding="utf-8")
+    assert ("do not show what their captions name" in page) == flagged
+    assert ("no series of that name is drawn" in page) == flagged

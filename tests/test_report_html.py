@@ -228,7 +228,7 @@ def test_summary_json_is_strict_json(report_dir: Path):
     assert data["studies"][0]["tables"][0]["rows"][0][1] is None
     assert data["studies"][0]["configs"]["lr"] is None
     page = (report_dir / "index.html").read_text(encoding="utf-8")
-    assert '<td class="num">nan</td>' in page
+    assert '<td class="num">—</td>' in page and ">nan<" not in page  # no "nan" shown to users
 
 
 def test_failed_study_rendered_with_error(report_dir: Path):
@@ -353,3 +353,25 @@ def test_plain_summary_speaks_to_choosing_lambda():
             "the grid's best))") in text
     assert paper_sentences("van Laarhoven 2017", studies[:1]) == [
         "No claim of van Laarhoven 2017 was checked in this run."]
+
+
+def test_verdicts_open_with_one_row_per_study_and_fold_the_claims(report_dir: Path):
+    """The first screen is a tally per study; every claim is still on the page, once folded in
+    the overview and once in its study's section."""
+    import re
+
+    page = render_report(_summary(), report_dir).read_text(encoding="utf-8")
+    verdicts = page[page.index('<section id="verdicts">'):]
+    verdicts = verdicts[:verdicts.index("</section>")]
+    overview = verdicts[:verdicts.index("<details>")]
+    rows = re.findall(r"<tr><td><a href=\"#([^\"]+)\">", overview)
+    with_claims = [s for s in _summary()["studies"] if s.get("claims")]
+    assert len(rows) == len(with_claims)
+    first = overview[overview.index('href="#study-tstar"'):]
+    first = first[:first.index("</tr>")]
+    # tstar: 1 holds, 0 consistent, 0 do not hold, 1 undetermined (VERDICTS order)
+    assert re.findall(r'<td class="num">([^<]*)</td>', first) == ["1", "·", "·", "1"]
+    folded = verdicts[verdicts.index("<details>"):]
+    assert "<summary>All " in folded and "t* · λ is constant" in folded
+    # the opening sentences, the folded overview and the study's own table
+    assert page.count("t* · λ is constant") == 3

@@ -354,21 +354,49 @@ def test_the_t_star_description_is_read_from_the_design_that_ran():
         describe_design(fewer.sweep, fewer)
 
 
-def test_run_progress_logs_runs_done_and_an_eta(monkeypatch):
-    from l2dynamics.studies import runs
+def test_store_progress_reads_steps_of_running_runs_from_the_store(tmp_path):
+    """Runs trained elsewhere (worker processes, an ensemble) show their steps as the store
+    has them; a stored run counts as done and not in the rate."""
+    from l2dynamics.config import make_config
+    from l2dynamics.store import RunStore
+    from l2dynamics.studies.runs import StoreProgress
 
-    clock = iter([0.0, 0.1, 0.2, 20.0, 40.0, 41.0])
-    monkeypatch.setattr(runs.time, "perf_counter", lambda: next(clock))
-    lines = []
-    progress = runs.run_progress(lines.append, every_seconds=15.0)
-    progress(1, 5)   # t = 0.1 s: read back from the store
-    progress(2, 5)   # t = 0.2 s: read back
-    progress(3, 5)   # t = 20 s: the first trained run → 20 s per run, 2 left
-    progress(4, 5)   # t = 40 s
-    progress(5, 5)   # t = 41 s: the end is always logged
-    assert lines[0] == "runs 3/5 done, 20 s, about 40 s left"
-    assert lines[1] == "runs 4/5 done, 40 s, about 20 s left"
-    assert lines[-1] == "runs 5/5 done, 41 s"
+    configs = [make_config(dataset="digits", steps=1000, lam=lam) for lam in (0.0, 1e-3, 1e-2)]
+    path = tmp_path / "s.sqlite"
+    lines: list[str] = []
+    with RunStore(path) as store:
+        done = store.create_run(configs[0].to_dict(), steps_total=1000, seed=0, device="cpu")
+        store.finish_run(done, "finished", steps_done=1000, wall_seconds=1.0)
+        progress = StoreProgress(configs, path, lines.append)
+        assert progress.line(progress.steps_done(store), progress.start) == \
+            "runs 0/3 done, steps 1,000/3,000 (33 %), 0 s"
+        running = [store.create_run(c.to_dict(), steps_total=1000, seed=0, device="cpu")
+                   for c in configs[1:]]
+        store.add_metrics(running[0], [(250, 0.0, "train_loss", 1.0)], steps_done=250)
+        store.add_metrics(running[1], [(250, 0.0, "train_loss", 1.0)], steps_done=250)
+        progress.runs_done(1, 3)
+        # 500 steps in 10 s since the start: 1,500 left at 50 steps/s
+        assert progress.line(progress.steps_done(store), progress.start + 10) == \
+            "runs 1/3 done, steps 1,500/3,000 (50 %), 10 s, about 30 s left"
+        other = store.create_run(make_config(dataset="digits", steps=5).to_dict(),
+                                 steps_total=5, seed=0, device="cpu")  # not this batch's
+        store.add_metrics(other, [(5, 0.0, "train_loss", 1.0)], steps_done=5)
+        assert progress.steps_done(store) == 1500
+
+
+def test_store_progress_logs_while_a_batch_trains(tmp_path):
+    from l2dynamics.config import make_config
+    from l2dynamics.studies.runs import StoreProgress, train_through_store
+
+    configs = [make_config(dataset="digits", steps=300, lam=lam, n_train=64)
+               for lam in (0.0, 1e-2)]
+    lines: list[str] = []
+    with StoreProgress(configs, tmp_path / "s.sqlite", lines.append,
+                       every_seconds=0.05) as progress:
+        train_through_store(configs, tmp_path / "s.sqlite")
+        progress.runs_done(2, 2)
+    assert lines and all(line.startswith("runs ") and "/600 (" in line for line in lines)
+    assert lines[-1].startswith("runs 2/2 done, steps 600/600 (100 %)")  # the end is logged
 
 
 def test_gaps_are_written_in_words():

@@ -127,6 +127,18 @@ def _fit_note(group: pd.DataFrame, estimator: str, fit: dict[str, float], moved:
     return "; ".join(parts)
 
 
+def _c_eta_text(fit: dict[str, Any]) -> str:
+    """c·η with its own interval and method, apart from the slope's (which is the claim's
+    interval); "not measured" rather than NaN where no run gave a t*."""
+    if not math.isfinite(fit["c_eta"]):
+        return "; c·η = λ·Φ(t*): not measured (no run with a usable t*)"
+    low, high = fit["c_eta_low"], fit["c_eta_high"]
+    interval = (f" [{low:.3g}, {high:.3g}]" if math.isfinite(low) and math.isfinite(high)
+                else "")
+    return (f"; c·η = λ·Φ(t*) = {fit['c_eta']:.3g}{interval} (that interval: "
+            f"{fit['c_eta_interval']}, n = {fit['c_eta_n']})")
+
+
 def _claim_row(kind: str, lr: float, claim: Any, note: str = "") -> dict[str, Any]:
     return {"kind": kind, "lr": lr, "claim": claim.claim, "measured": claim.measured,
             "verdict": claim.verdict, "ci": claim.ci, "note": note}
@@ -148,9 +160,7 @@ def tstar_verdict(table: pd.DataFrame, *, estimator: str = "smoothed",
     for fit in tstar_fits(table, estimator=estimator).to_dict(orient="records"):
         claim = slope_claim(f"t* ∝ 1/λ (η={fit['lr']:g})", fit, -1.0, SLOPE_MARGIN)
         claim.verdict = fit["verdict"]
-        claim.measured += (f"; c·η = λ·Φ(t*) = {fit['c_eta']:.3g} "
-                           f"[{fit['c_eta_low']:.3g}, {fit['c_eta_high']:.3g}] "
-                           f"({fit['c_eta_interval']}, n = {fit['c_eta_n']})")
+        claim.measured += _c_eta_text(fit)
         rows.append(_claim_row("slope", fit["lr"], claim, fit["note"]))
     for lr, group in table.groupby("lr"):
         fitting = group[(group["lam"] > 0) & group["fits_train"]]

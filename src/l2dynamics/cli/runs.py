@@ -267,11 +267,19 @@ def sweep(
     open_store(store)  # an unusable --store: one line before the progress bar, exit 2
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=err, transient=False)
+    from l2dynamics.studies.runs import StoreProgress
+
     with progress:
-        task = progress.add_task(f"sweep {plan.name}", total=len(configs))
-        result = run_sweep(plan, store, workers=workers, configs=configs, executor=executor,
-                           address=address, cpus_per_run=cpus_per_run, engine=engine,
-                           progress=lambda done, total: progress.update(task, completed=done))
+        task = progress.add_task(f"sweep {plan.name}: runs", total=len(configs))
+        steps = progress.add_task("optimizer steps (read from the store)",
+                                  total=sum(c.steps for c in configs))
+        with StoreProgress(configs, store, None, every_seconds=2.0,
+                           on_steps=lambda done, _: progress.update(steps, completed=done)):
+            result = run_sweep(plan, store, workers=workers, configs=configs,
+                               executor=executor, address=address, cpus_per_run=cpus_per_run,
+                               engine=engine,
+                               progress=lambda done, total: progress.update(task,
+                                                                            completed=done))
     for message in result.errors:
         err.print(f"[red]failed:[/] {message}", highlight=False, soft_wrap=True)
     from l2dynamics.store import default_store_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -14,15 +15,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from l2dynamics.report.inventory import INVENTORY_KEY, figure_inventory  # noqa: E402
+
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Save through a temporary file and rename, so a crash never leaves half an image."""
+    """Save through a temporary file and rename, so a crash never leaves half an image. A PNG
+    carries the figure's :func:`figure_inventory` in its ``l2dynamics-panels`` text chunk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        metadata = ({INVENTORY_KEY: json.dumps(figure_inventory(fig), ensure_ascii=False)}
+                    if path.suffix.lower() == ".png" else None)
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata=metadata)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a figure is meant to be shared
         os.replace(tmp, path)
     finally:
@@ -299,6 +305,11 @@ def plot_projection_study(table: pd.DataFrame, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def _powers(p: float, q: float, fmt: str) -> str:
+    """η^p·λ^q with rendered superscripts (matplotlib mathtext), e.g. η^0.5·λ^0.5."""
+    return rf"$\eta^{{{p:{fmt}}}}\cdot\lambda^{{{q:{fmt}}}}$"
+
+
 def plot_eta_lam_grid(table: pd.DataFrame, summary: Mapping, path: str | Path) -> Path:
     """Study 2, one optimizer: (a) final test error over the (η, λ) grid (seed mean) with lines
     of constant predicted effective LR η^p·λ^q; (b) test error against that combination (the
@@ -331,14 +342,14 @@ def plot_eta_lam_grid(table: pd.DataFrame, summary: Mapping, path: str | Path) -
                     np.interp(ys[inside], ly, np.arange(len(lams))) + 0.5, "w--", lw=0.8)
     ax.set_xticks(np.arange(len(lrs)) + 0.5, [f"{v:.3g}" for v in lrs])
     ax.set_yticks(np.arange(len(lams)) + 0.5, [f"{v:.3g}" for v in lams])
-    ax.set(xlabel="η", ylabel="λ", title=f"{opt}: test error; dashed: η^{p0:.2g}·λ^{q0:.2g} "
-           "= const")
+    ax.set(xlabel="η", ylabel="λ",
+           title=f"{opt}: test error; dashed: {_powers(p0, q0, '.2g')} = const")
     combo = ok["lr"] ** p0 * ok["lam"] ** q0
     ax = axes[1]
     sc = ax.scatter(combo, ok["test_error"], c=np.log10(ok["lr"]), cmap="plasma", s=30)
     fig.colorbar(sc, ax=ax, label="log10 η")
     r2 = summary["collapse_r2"]
-    ax.set(xscale="log", xlabel=f"η^{p0:.2g}·λ^{q0:.2g} (predicted effective-LR scale)",
+    ax.set(xscale="log", xlabel=f"{_powers(p0, q0, '.2g')} (predicted effective-LR scale)",
            ylabel="final test error",
            title=f"collapse R²: combination {r2['predicted_combination']:.2f}, "
                  f"η {r2['lr_alone']:.2f}, λ {r2['lam_alone']:.2f}")
@@ -358,7 +369,8 @@ def plot_eta_lam_grid(table: pd.DataFrame, summary: Mapping, path: str | Path) -
         what = "per-element ḡ" if opt == "adam" and column == "normalizer" else "‖ḡ‖"
         ax.scatter(combo[used], scale * norm_eff[used], marker="s", facecolors="none",
                    edgecolors="tab:green", s=25,
-                   label=f"× {what}^{power:.2g} (rescaled): η^{g['p']:.2f} λ^{g['q']:.2f}")
+                   label=f"× {what}$^{{{power:.2g}}}$ (rescaled): "
+                         f"{_powers(g['p'], g['q'], '.2f')}")
     fit = summary.get("fit")
     if fit:
         pts = ok[used]
@@ -366,9 +378,9 @@ def plot_eta_lam_grid(table: pd.DataFrame, summary: Mapping, path: str | Path) -
                               - fit["q"] * np.log(pts["lam"])))
         xs_ = pts["lr"] ** p0 * pts["lam"] ** q0
         ax.plot(xs_, pred * pts["lr"] ** fit["p"] * pts["lam"] ** fit["q"], "r+", ms=9,
-                label=f"fit: η^{fit['p']:.2f} λ^{fit['q']:.2f} "
+                label=f"fit: {_powers(fit['p'], fit['q'], '.2f')} "
                       f"(q CI [{fit['ci_q'][0]:.2f}, {fit['ci_q'][1]:.2f}])")
-    ax.set(xscale="log", yscale="log", xlabel=f"η^{p0:.2g}·λ^{q0:.2g}",
+    ax.set(xscale="log", yscale="log", xlabel=_powers(p0, q0, ".2g"),
            ylabel="measured late effective LR", title="effective LR at the end of training")
     ax.grid(alpha=0.3, which="both", lw=0.5)
     ax.legend(fontsize=7)

@@ -55,24 +55,21 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from html import escape
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from l2dynamics.analysis.verdicts import VERDICT_LABELS, VERDICTS
+from l2dynamics.analysis.verdicts import VERDICTS
 from l2dynamics.errors import L2DynamicsError
 from l2dynamics.report.style import CSS as _CSS
+from l2dynamics.report.tables import anchor as _anchor
+from l2dynamics.report.tables import cell as _cell
+from l2dynamics.report.tables import claims_table, data_table, verdict_overview
+from l2dynamics.report.tables import e as _e
 
 __all__ = ["VERDICTS", "ReportError", "render_report", "verdict_counts"]
 
-# the verdicts and what each says on the page, defined once with the rules
-# ("consistent": the paper's value is inside the interval, but the interval is wider than the
-# stated margin, so the claim is not confirmed)
-_VERDICT_TEXT = VERDICT_LABELS
 STATUSES = ("ok", "failed", "skipped")
-_VERDICT_CLASS = {"holds": "holds", "consistent": "consistent", "does not hold": "fails",
-                  "undetermined": "undetermined"}
 
 
 class ReportError(L2DynamicsError, ValueError):
@@ -223,14 +220,6 @@ def _jsonable(obj: Any) -> Any:
 
 
 
-def _e(value: Any) -> str:
-    return escape("" if value is None else str(value), quote=True)
-
-
-def _anchor(key: str) -> str:
-    return "study-" + re.sub(r"[^A-Za-z0-9_.-]", "-", key)
-
-
 def _duration(seconds: Any) -> str:
     try:
         s = float(seconds)
@@ -245,58 +234,6 @@ def _duration(seconds: Any) -> str:
     return f"{hours} h {minutes:02d} min {sec:02d} s" if hours else f"{minutes} min {sec:02d} s"
 
 
-def _cell(value: Any) -> tuple[str, bool]:
-    """(escaped text, is numeric) of one table cell."""
-    if value is None:
-        return "—", False
-    if isinstance(value, bool):
-        return _e(value), False
-    if isinstance(value, int):
-        return _e(value), True
-    if isinstance(value, float):
-        return (f"{value:.4g}" if math.isfinite(value) else _e(value)), True
-    return _e(value), False
-
-
-def _badge(verdict: str) -> str:
-    return f'<span class="badge {_VERDICT_CLASS[verdict]}">{_e(_VERDICT_TEXT[verdict])}</span>'
-
-
-def _claims_table(rows: list[tuple[dict, dict]], with_study: bool) -> str:
-    head = (["Study"] if with_study else []) + ["Paper claim", "Measured", "CI", "Verdict"]
-    out = ['<div class="table-wrap"><table class="claims"><thead><tr>']
-    out += [f"<th>{h}</th>" for h in head]
-    out.append("</tr></thead><tbody>")
-    for study, claim in rows:
-        out.append("<tr>")
-        if with_study:
-            out.append(f'<td><a href="#{_e(_anchor(study["key"]))}">'
-                       f'{_e(study.get("title") or study["key"])}</a></td>')
-        ci = claim.get("ci")
-        out.append(f"<td>{_e(claim.get('claim'))}</td><td>{_e(claim.get('measured'))}</td>"
-                   f"<td>{_e(ci) if ci else '—'}</td><td>{_badge(claim['verdict'])}</td>")
-        out.append("</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)
-
-
-def _data_table(table: Mapping[str, Any]) -> str:
-    out = []
-    if table.get("title"):
-        out.append(f"<h4>{_e(table['title'])}</h4>")
-    out.append('<div class="table-wrap"><table><thead><tr>')
-    out += [f"<th>{_e(c)}</th>" for c in table.get("columns", [])]
-    out.append("</tr></thead><tbody>")
-    for row in table.get("rows", []):
-        out.append("<tr>")
-        for value in row:
-            text, numeric = _cell(value)
-            out.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
-        out.append("</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)
-
-
 def _figure(fig: Mapping[str, Any], out_dir: Path | None = None) -> str:
     """The figure, embedded as a data URI when its file can be read (so that index.html alone
     is the whole report), else linked."""
@@ -309,8 +246,24 @@ def _figure(fig: Mapping[str, Any], out_dir: Path | None = None) -> str:
         kind = mimetypes.guess_type(rel)[0] or "image/png"
         src = f"data:{kind};base64," + base64.b64encode((out_dir / rel).read_bytes()).decode()
     caption = fig.get("caption") or rel
+    problems = _figure_checks(fig, out_dir)
+    alert = ('<div class="alert" role="alert"><strong>This figure does not show what its '
+             "caption names:</strong> " + "; ".join(_e(p) for p in problems) + "</div>"
+             if problems else "")
     return (f'<figure><img src="{_e(src)}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+            f"<figcaption>{_e(caption)}</figcaption>{alert}</figure>")
+
+
+def _figure_checks(fig: Mapping[str, Any], out_dir: Path | None) -> list[str]:
+    """:func:`~l2dynamics.report.inventory.inventory_problems` of a figure's PNG."""
+    if out_dir is None:
+        return []
+    from l2dynamics.report.inventory import inventory_problems, read_inventory
+
+    rel = PurePosixPath(str(fig["path"]).replace("\\", "/")).as_posix()
+    if not (out_dir / rel).is_file():
+        return []
+    return inventory_problems(read_inventory(out_dir / rel), fig.get("series") or ())
 
 
 def _study_section(study: Mapping[str, Any], out_dir: Path | None = None) -> str:
@@ -334,7 +287,7 @@ def _study_section(study: Mapping[str, Any], out_dir: Path | None = None) -> str
     claims = study.get("claims") or []
     if claims:
         out.append("<h3>Claims</h3>")
-        out.append(_claims_table([(study, c) for c in claims], with_study=False))
+        out.append(claims_table([(study, c) for c in claims], with_study=False))
     figures = study.get("figures") or []
     if figures:
         out.append("<h3>Figures</h3>")
@@ -342,7 +295,7 @@ def _study_section(study: Mapping[str, Any], out_dir: Path | None = None) -> str
     tables = study.get("tables") or []
     if tables:
         out.append("<h3>Tables</h3>")
-        out += [_data_table(t) for t in tables]
+        out += [data_table(t) for t in tables]
     if study.get("configs"):
         configs = json.dumps(_jsonable(study["configs"]), indent=2, sort_keys=True,
                              ensure_ascii=False, default=str)
@@ -457,6 +410,13 @@ def _render_page(summary: Mapping[str, Any], out_dir: Path | None = None) -> str
            f"<pre><code>{_e(summary.get('command'))}</code></pre>",
            "</header>", "<main>"]
 
+    unshown = [(s, f) for s in studies for f in (s.get("figures") or [])
+               if _figure_checks(f, out_dir)]
+    if unshown:
+        names = ", ".join(f'<a href="#{_e(_anchor(s["key"]))}">{_e(f.get("path"))}</a>'
+                          for s, f in unshown)
+        out.append(f'<div class="alert" role="alert"><strong>{len(unshown)} figure(s) do not '
+                   f"show what their captions name:</strong> {names}</div>")
     if n_failed:
         names = ", ".join(f'<a href="#{_e(_anchor(s["key"]))}">{_e(s.get("title") or s["key"])}'
                           "</a>" for s in studies if s.get("status") == "failed")
@@ -467,9 +427,8 @@ def _render_page(summary: Mapping[str, Any], out_dir: Path | None = None) -> str
 
     out.append(plain_summary(studies))
     out.append('<section id="verdicts"><h2>Verdicts</h2>')
-    rows = [(s, c) for s in studies for c in (s.get("claims") or [])]
-    if rows:
-        out.append(_claims_table(rows, with_study=True))
+    if any(s.get("claims") for s in studies):
+        out.append(verdict_overview(studies))
     else:
         out.append('<p class="muted">No claims were checked.</p>')
     out.append("</section>")

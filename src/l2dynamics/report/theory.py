@@ -73,7 +73,8 @@ def plot_networks(result, path: str | Path) -> Path:
             ax_loss.plot(d["lam_t"], d["flow_test_loss"], color=color, ls=":", lw=1)
             ax_kernel.plot(d["lam_t"], d["kernel_ratio"], color=color, label=f"width {width}")
         d = nets[(nets["lam"] == lam) & (nets["t"] > 0)].sort_values("t")
-        ax_kernel.plot(d["lam_t"], d["kernel_ratio_theory"], "k--", lw=1, label="e^{−2(k−1)λt}")
+        ax_kernel.plot(d["lam_t"], d["kernel_ratio_theory"], "k--", lw=1,
+                       label=r"theory $e^{-2(k-1)\lambda t}$")
         ax_loss.set(xscale="log", yscale="log", xlabel="λ·t", ylabel="test loss",
                     title=f"λ={lam:.3g}: network (—) vs flow (···)")
         ax_kernel.set(xscale="log", yscale="log", xlabel="λ·t", ylabel="‖Θ_t‖/‖Θ₀‖")

@@ -177,8 +177,18 @@ class Context:
 
 @dataclass
 class Figure:
+    """A study's figure. `series`: the series its caption names, as the starts of their legend
+    labels ("λ=" for one series per λ); the report checks that the saved PNG draws each of
+    them, and that no panel is empty without saying why
+    (:func:`l2dynamics.report.inventory.inventory_problems`)."""
+
     path: Path
     caption: str  # says only what was measured on the figure
+    series: tuple[str, ...] = ()
+
+    def to_dict(self, path: str | None = None) -> dict[str, Any]:
+        return {"path": str(self.path) if path is None else path, "caption": self.caption,
+                "series": list(self.series)}
 
 
 def table(title: str, frame: Any, digits: int = 4) -> dict[str, Any]:
@@ -264,7 +274,7 @@ def write_outcome(outcome: Outcome, out_dir: Path) -> list[Path]:
         written.append(path)
     record = {"key": outcome.key, "description": outcome.description,
               "claims": [c.to_dict() for c in outcome.claims],
-              "figures": [{"path": str(f.path), "caption": f.caption} for f in outcome.figures],
+              "figures": [f.to_dict() for f in outcome.figures],
               "tables": outcome.tables, "design": outcome.design,
               "wall_seconds": outcome.wall_seconds}
     path = out_dir / "result.json"

@@ -51,8 +51,7 @@ def run_entry(entry: Entry, ctx: Context, command: str,
     else:
         record.update(status="ok", error=None, description=outcome.description,
                       claims=[c.to_dict() for c in outcome.claims],
-                      figures=[{"path": ctx.rel(f.path), "caption": f.caption}
-                               for f in outcome.figures],
+                      figures=[f.to_dict(ctx.rel(f.path)) for f in outcome.figures],
                       tables=outcome.tables, configs=outcome.design)
     record["wall_seconds"] = time.perf_counter() - start
     return record

@@ -9,11 +9,12 @@ history (one row per step, one column per metric, as ``Trainer.run().history``).
 
 from __future__ import annotations
 
-import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -43,27 +44,88 @@ def refuse_unrunnable(configs: Sequence[Config], store_path: str | Path) -> None
     check_sweep_memory([c for c in configs if canonical(c) not in done])
 
 
-def run_progress(log: Callable[[str], None], every_seconds: float = 15.0
-                 ) -> Callable[[int, int], None]:
-    """A sweep progress callback that logs "runs k/N, elapsed, ETA" at most every
-    `every_seconds` (and at the end); the ETA extrapolates from the runs trained so far."""
-    start = time.perf_counter()
-    state = {"last": start, "read_back": 0}
+class StoreProgress:
+    """Progress of one batch of runs, logged every `every_seconds` while it trains: runs done
+    out of the batch, optimizer steps done out of its total, elapsed time and an ETA from the
+    step rate so far. Steps are read from the store (each run's ``steps_done``), so runs that
+    train in worker processes or as one vectorized ensemble, which finish all at once, show
+    progress too. Runs the store already held count as done and not in the rate.
 
-    def progress(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - start < 0.5 and state["read_back"] == done - 1:
-            state["read_back"] = done  # the store's runs are ticked off first, at once
-            return
-        if now - state["last"] < every_seconds and done < total:
-            return
-        state["last"] = now
-        trained = done - state["read_back"]
-        eta = (now - start) / trained * (total - done) if trained > 0 else math.nan
-        eta_text = f", about {eta:.0f} s left" if math.isfinite(eta) and done < total else ""
-        log(f"runs {done}/{total} done, {now - start:.0f} s{eta_text}")
+    Use as a context manager (a daemon thread polls the store); :meth:`runs_done` is the
+    sweep's ``progress(done, total)`` callback, :meth:`line` one progress line. `on_steps`
+    (optional) gets ``(steps done, total steps)`` at every poll, e.g. for a progress bar."""
 
-    return progress
+    def __init__(self, configs: Sequence[Config], store_path: str | Path | None,
+                 log: Callable[[str], None] | None, every_seconds: float = 15.0,
+                 on_steps: Callable[[int, int], None] | None = None):
+        from l2dynamics.store import default_store_path
+        from l2dynamics.sweep import canonical
+
+        self.log, self.on_steps, self.every_seconds = log, on_steps, every_seconds
+        self.store_path = default_store_path() if store_path is None else store_path
+        self.steps = {canonical(c): c.steps for c in configs}
+        self.total_steps = sum(self.steps.values())
+        self.runs, self.total_runs = 0, len(configs)
+        self.start = time.perf_counter()
+        self.start_steps: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def runs_done(self, done: int, total: int) -> None:
+        self.runs, self.total_runs = done, total
+
+    def steps_done(self, store: Any) -> int:
+        """Steps done by this batch's configs in `store`: all of a finished or diverged run,
+        ``steps_done`` of one still running (the furthest run of each config)."""
+        from l2dynamics.sweep import canonical
+
+        done: dict[str, int] = {}
+        for rec in store.list_runs():
+            key = canonical(rec["config"]) if rec.get("config") is not None else None
+            if key not in self.steps:
+                continue
+            steps = (self.steps[key] if rec["status"] in ("finished", "diverged")
+                     else min(int(rec["steps_done"] or 0), self.steps[key]))
+            done[key] = max(done.get(key, 0), steps)
+        return sum(done.values())
+
+    def line(self, steps: int, now: float) -> str:
+        if self.start_steps is None:
+            self.start_steps = steps
+        elapsed = now - self.start
+        rate = (steps - self.start_steps) / elapsed if elapsed > 0 else 0.0
+        left = self.total_steps - steps
+        eta = f", about {max(1.0, left / rate):.0f} s left" if rate > 0 and left > 0 else ""
+        share = 100 * steps / self.total_steps if self.total_steps else 100.0
+        return (f"runs {self.runs}/{self.total_runs} done, steps {steps:,}/"
+                f"{self.total_steps:,} ({share:.0f} %), {elapsed:.0f} s{eta}")
+
+    def _poll(self) -> None:
+        from l2dynamics.store import RunStore
+
+        with RunStore(self.store_path) as store:
+            self.start_steps = self.steps_done(store)
+            ticks = 0
+            while not self._stop.wait(self.every_seconds):
+                self._report(store)
+                ticks += 1
+            if ticks:  # a job long enough to show progress also shows its end
+                self._report(store)
+
+    def _report(self, store: Any) -> None:
+        steps = self.steps_done(store)
+        if self.on_steps is not None:
+            self.on_steps(steps, self.total_steps)
+        if self.log is not None:
+            self.log(self.line(steps, time.perf_counter()))
+
+    def __enter__(self) -> StoreProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
@@ -79,9 +141,12 @@ def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
 
     start = time.perf_counter()
     refuse_unrunnable(configs, store_path)
-    progress = run_progress(log) if log is not None else None
-    result = run_sweep(None, store_path, configs=list(configs), workers=workers,
-                       progress=progress)
+    if log is None:
+        result = run_sweep(None, store_path, configs=list(configs), workers=workers)
+    else:
+        with StoreProgress(configs, store_path, log) as progress:
+            result = run_sweep(None, store_path, configs=list(configs), workers=workers,
+                               progress=progress.runs_done)
     if result.failed:
         raise RuntimeError(f"{result.failed} of {len(configs)} runs failed: {result.errors[:2]}")
     with RunStore(store_path) as store:

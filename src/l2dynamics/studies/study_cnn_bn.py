@@ -129,7 +129,8 @@ class CnnBnStudy(Study):
                                    ctx.figure("cnn_bn.png"), estimator=result.estimator),
                        f"final test accuracy against λ at η = {result.lr:g} (λ = 0 at the left "
                        "edge), t* against λ, and final test accuracy of the runs at equal η·λ; "
-                       "seed means with 95 % t-intervals, without and with BN")]
+                       "seed means with 95 % t-intervals, without and with BN",
+                       series=("no BN", "BN"))]
 
     def tables(self, result: CnnBnResult) -> list[dict[str, Any]]:
         cols = ["norm", "lr", "lam", "seed", "status", "final_acc", "peak_acc",

@@ -56,7 +56,8 @@ class NormBridgeStudy(Study):
         from l2dynamics.report.figures import plot_bn_bridge
 
         return [Figure(plot_bn_bridge(result.res, ctx.figure("bridge.png")),
-                       "t* and peak accuracy against λ, with and without BN")]
+                       "t* and peak accuracy against λ, with and without BN",
+                       series=("BN", "no norm"))]
 
     def data(self, result: BridgeResult) -> dict[str, Any]:
         return {"bridge": result.res}

@@ -97,7 +97,8 @@ class NormGridStudy(Study):
 
         return [Figure(plot_eta_lam_grid(g["table"], g["summary"], ctx.figure(f"{opt}.png")),
                        f"{opt}: test error over the η×λ grid with iso-effective-LR lines, the "
-                       "collapse against the predicted combination, and the effective LR")
+                       "collapse against the predicted combination, and the effective LR",
+                       series=("in the fit",))
                 for opt, g in result.grids.items()]
 
     def tables(self, result: GridResult) -> list[dict[str, Any]]:

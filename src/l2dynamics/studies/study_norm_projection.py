@@ -81,7 +81,8 @@ class NormProjectionStudy(Study):
         from l2dynamics.report.figures import plot_projection_study
 
         return [Figure(plot_projection_study(result.table, ctx.figure("projection.png")),
-                       "final test error against λ")]
+                       "final test error against λ, plain L2 and ‖w‖ = const",
+                       series=("plain L2", "‖w‖ = const"))]
 
     def tables(self, result: ProjectionResult) -> list[dict[str, Any]]:
         summary = (result.table.groupby(["mode", "lam"])["test_error"].mean()

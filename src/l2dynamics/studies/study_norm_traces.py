@@ -80,7 +80,7 @@ class NormTracesStudy(Study):
                 f"traces_{tensor.replace('.', '_')}.png"
             figs.append(Figure(plot_norm_traces(result.traces, ctx.figure(name), tensor=tensor),
                                f"‖w‖, effective LR and angular update of {tensor} against "
-                               "step, with the predictions"))
+                               "step, with the predictions", series=("λ = ",)))
         return figs
 
     def data(self, result: TracesResult) -> dict[str, Any]:

@@ -91,7 +91,8 @@ class PredictStudy(Study):
         from l2dynamics.report.figures import plot_prediction
 
         return [Figure(plot_prediction(result.prediction, ctx.figure("prediction.png")),
-                       "test accuracy of every probe run against step, with its t*")]
+                       "test accuracy of every probe run against step, with its t*",
+                       series=("probe λ=",))]
 
     def tables(self, result: PredictResult) -> list[dict[str, Any]]:
         import pandas as pd

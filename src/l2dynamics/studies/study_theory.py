@@ -50,18 +50,20 @@ class TheoryUnit(Study):
 
         figs = [Figure(plot_theory_curves(result, ctx.figure("theory_curves.png")),
                        "infinite-width gradient flow with L2: test accuracy against λ·t for the "
-                       "deep kernel and the linear model"),
+                       "deep kernel and the linear model", series=("λ=",)),
                 Figure(plot_characteristic_times(result, ctx.figure("characteristic_times.png")),
-                       "the theory's characteristic times against λ")]
+                       "the theory's characteristic times against λ",
+                       series=("accuracy peak", "1/λ"))]
         if not result.networks.empty:
             figs += [Figure(plot_networks(result, ctx.figure("networks.png")),
-                            "finite networks against the infinite-width flow"),
+                            "finite networks against the infinite-width flow",
+                            series=("width", "theory")),
                      Figure(plot_network_times(result, ctx.figure("network_times.png")),
-                            "the networks' characteristic times against λ")]
+                            "the networks' characteristic times against λ", series=("w=",))]
         if not result.hessian.empty:
             figs.append(Figure(plot_hessian(result, ctx.figure("hessian.png")),
                                "extreme eigenvalues of the regularized training-loss Hessian "
-                               "during training, over λ"))
+                               "during training, over λ", series=("λ=", "curvature = λ")))
         return figs
 
     def tables(self, result: Any) -> list[dict[str, Any]]:

@@ -116,14 +116,16 @@ class TstarStudy(Study):
               ) -> TstarPart:
         from l2dynamics.analysis.tstar import seed_curves, tstar_table
         from l2dynamics.store import RunStore
-        from l2dynamics.studies.runs import refuse_unrunnable
+        from l2dynamics.studies.runs import StoreProgress, refuse_unrunnable
         from l2dynamics.sweep import canonical, completed_runs, load_sweep, run_sweep
 
         plan = load_sweep(spec)
         configs = plan.configs()
         refuse_unrunnable(configs, ctx.store)
         ctx.log(f"{ctx.key}{label}: {len(configs)} runs")
-        result = run_sweep(plan, ctx.store, configs=configs, workers=ctx.workers)
+        with StoreProgress(configs, ctx.store, lambda line: ctx.log(f"  {line}")) as progress:
+            result = run_sweep(plan, ctx.store, configs=configs, workers=ctx.workers,
+                               progress=progress.runs_done)
         if result.failed:
             raise RuntimeError(f"{result.failed} runs failed: {result.errors[:2]}")
         with RunStore(ctx.store) as st:
@@ -154,15 +156,20 @@ class TstarStudy(Study):
             est = result.estimator
             summary = tstar_summary(part.table, estimator=est)
             fits = tstar_fits(part.table, estimator=est)
+            fitted = bool(fits["slope"].notna().any()) if not fits.empty else False
             figs.append(Figure(plot_tstar(part.table, summary, fits,
                                           ctx.figure(f"tstar{name}.png"), estimator=est),
                                f"{label} t* against λ (runs, seed means with their intervals — the "
-                               "method and n in the right panel's title —, the fit and a slope "
-                               "−1 guide) and the peak accuracy against λ".strip()))
+                               "method and n in the right panel's title —, "
+                               + ("the fit and a slope −1 guide" if fitted else
+                                  "no fit: too few runs with a usable t*")
+                               + ") and the peak accuracy against λ".strip(),
+                               series=("η=", *(("fit slope", "slope −1") if fitted else ()))))
             if part.curves is not None and not part.curves.empty:
                 figs.append(Figure(plot_collapse(part.curves, ctx.figure(f"collapse{name}.png")),
                                    f"{label} test accuracy against step, λ·step and λ·η·step: "
-                                   "the curves collapse in λ·step if t* ∝ 1/λ".strip()))
+                                   "the curves collapse in λ·step if t* ∝ 1/λ".strip(),
+                                   series=("λ=",)))
         return figs
 
     def tables(self, result: TstarResult) -> list[dict[str, Any]]:

@@ -90,8 +90,12 @@ class TuningStudy(Study):
     def figures(self, result: TuningResult, ctx: Context) -> list[Figure]:
         from l2dynamics.report.figures import plot_tuning
 
+        curves = [m["name"] for m in result.res["methods"] if m.get("curves")]
         return [Figure(plot_tuning(result.res, ctx.figure("tuning.png")),
-                       "final accuracy against λ (grid) with each method's λ; AutoL2's curves")]
+                       "final accuracy against λ (grid) with each method's λ"
+                       + ("; AutoL2's curves against the best constant λ's" if curves else ""),
+                       series=("grid", "λ = 0", *curves,
+                               *(["constant λ"] if curves else [])))]
 
     def tables(self, result: TuningResult) -> list[dict[str, Any]]:
         import pandas as pd
