@@ -77,7 +77,7 @@ def plot_networks(result, path: str | Path) -> Path:
                        label=r"theory $e^{-2(k-1)\lambda t}$")
         ax_loss.set(xscale="log", yscale="log", xlabel="λ·t", ylabel="test loss",
                     title=f"λ={lam:.3g}: network (—) vs flow (···)")
-        ax_kernel.set(xscale="log", yscale="log", xlabel="λ·t", ylabel="‖Θ_t‖/‖Θ₀‖")
+        ax_kernel.set(xscale="log", yscale="log", xlabel="λ·t", ylabel="‖Θₜ‖/‖Θ₀‖")
         for ax in (ax_loss, ax_kernel):
             ax.grid(alpha=0.3, which="both", lw=0.5)
         ax_kernel.legend(fontsize=7)
