@@ -79,10 +79,10 @@ def plot_history(mon: l2dynamics.Monitor, path: Path) -> None:
 
 
 def screenshot_tensorboard(log_dir: Path, path: Path) -> bool:
-    from l2dynamics.report.browser import CHROMIUM_FLAGS, BrowserUnavailable, find_browser
+    from l2dynamics.report.browser import BrowserUnavailable, find_browser, headless_chromium
 
     try:
-        chromium, driver_path = find_browser()
+        find_browser()
     except BrowserUnavailable as err:
         print(f"no screenshot: {err}")
         return False
@@ -93,25 +93,11 @@ def screenshot_tensorboard(log_dir: Path, path: Path) -> bool:
                                str(log_dir), "--port", str(port), "--host", "127.0.0.1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-
         time.sleep(6)
-        with tempfile.TemporaryDirectory() as profile:
-            options = webdriver.ChromeOptions()
-            options.binary_location = chromium
-            for flag in CHROMIUM_FLAGS:
-                options.add_argument(flag)
-            options.add_argument(f"--user-data-dir={profile}")
-            options.add_argument("--window-size=1400,1000")
-            driver = webdriver.Chrome(service=Service(executable_path=driver_path),
-                                      options=options)
-            try:
-                driver.get(f"http://127.0.0.1:{port}/?tagFilter=eff_lr#timeseries")
-                time.sleep(10)
-                driver.save_screenshot(str(path))
-            finally:
-                driver.quit()
+        with headless_chromium("1400,1000") as driver:
+            driver.get(f"http://127.0.0.1:{port}/?tagFilter=eff_lr#timeseries")
+            time.sleep(10)
+            driver.save_screenshot(str(path))
     finally:
         server.terminate()
         server.wait(timeout=30)

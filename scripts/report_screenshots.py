@@ -9,7 +9,6 @@ the top of the page (docs/report/top.png) and a study's tuning figure with its c
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,38 +16,22 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "report"
 
 
 def screenshots(report: Path, study: str, out: Path) -> list[Path]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    from l2dynamics.report.browser import CHROMIUM_FLAGS, find_browser, serve_directory
+    from l2dynamics.report.browser import headless_chromium, serve_directory
     from l2dynamics.report.tables import anchor
 
-    chromium, driver_path = find_browser()
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    with serve_directory(report) as base, tempfile.TemporaryDirectory() as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for flag in CHROMIUM_FLAGS:
-            options.add_argument(flag)
-        options.add_argument(f"--user-data-dir={profile}")
-        options.add_argument("--window-size=1280,1100")
-        driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-        try:
-            driver.get(base + "index.html")
-            time.sleep(1)
-            driver.save_screenshot(str(out / "top.png"))
-            written.append(out / "top.png")
-            section = driver.find_element(By.ID, anchor(study))
-            figure = section.find_element(By.TAG_NAME, "figure")
-            driver.execute_script("arguments[0].scrollIntoView();", figure)
-            time.sleep(0.5)
-            figure.screenshot(str(out / "tuning.png"))
-            written.append(out / "tuning.png")
-        finally:
-            driver.quit()
-    return written
+    with serve_directory(report) as base, headless_chromium("1280,1100") as driver:
+        driver.get(base + "index.html")
+        time.sleep(1)
+        driver.save_screenshot(str(out / "top.png"))
+        section = driver.find_element(By.ID, anchor(study))
+        figure = section.find_element(By.TAG_NAME, "figure")
+        driver.execute_script("arguments[0].scrollIntoView();", figure)
+        time.sleep(0.5)
+        figure.screenshot(str(out / "tuning.png"))
+    return [out / "top.png", out / "tuning.png"]
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ from typing import Any
 
 from l2dynamics.errors import L2DynamicsError
 
-__all__ = ["BrowserUnavailable", "check_page_in_browser", "find_browser", "serve_directory"]
+__all__ = ["BrowserUnavailable", "check_page_in_browser", "find_browser", "headless_chromium",
+           "serve_directory"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -90,6 +91,30 @@ def _first_existing(*candidates: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def headless_chromium(window: str = "1280,1024") -> Iterator[Any]:
+    """A Selenium driver of headless Chromium with a throw-away profile and the given window
+    size ("WIDTH,HEIGHT"), quit on exit. Raises :class:`BrowserUnavailable` when selenium,
+    chromium or chromedriver is missing."""
+    chromium, driver_path = find_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    with tempfile.TemporaryDirectory(prefix="l2d-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={profile}")
+        options.add_argument(f"--window-size={window}")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
 def check_page_in_browser(url: str, *, timeout: float = 30.0) -> dict[str, Any]:
     """Load ``url`` in headless Chromium and report what a reader would see broken.
 
@@ -106,28 +131,13 @@ def check_page_in_browser(url: str, *, timeout: float = 30.0) -> dict[str, Any]:
 
     Raises :class:`BrowserUnavailable` when selenium, chromium or chromedriver is missing.
     """
-    chromium, driver_path = find_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    with tempfile.TemporaryDirectory(prefix="l2d-chromium-") as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for flag in CHROMIUM_FLAGS:
-            options.add_argument(flag)
-        options.add_argument(f"--user-data-dir={profile}")
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        service = Service(executable_path=driver_path)
-        driver = webdriver.Chrome(service=service, options=options)
-        try:
-            driver.set_page_load_timeout(timeout)
-            driver.get(url)  # returns after the load event: images have loaded or failed
-            title = driver.title
-            images = driver.execute_script(_IMAGES_JS) or []
-            anchors = driver.execute_script(_ANCHORS_JS) or []
-            logs = driver.get_log("browser")
-        finally:
-            driver.quit()
+    with headless_chromium() as driver:
+        driver.set_page_load_timeout(timeout)
+        driver.get(url)  # returns after the load event: images have loaded or failed
+        title = driver.title
+        images = driver.execute_script(_IMAGES_JS) or []
+        anchors = driver.execute_script(_ANCHORS_JS) or []
+        logs = driver.get_log("browser")
     broken = [img["src"] for img in images
               if not (img.get("complete") and (img.get("naturalWidth") or 0) > 0)]
     errors = [entry.get("message", "") for entry in logs if entry.get("level") == "SEVERE"]
