@@ -112,3 +112,25 @@ def test_report_flags_a_figure_that_lacks_a_series_its_caption_names(tmp_path, s
     page = render_report(summary, tmp_path).read_text(encoding="utf-8")
     assert ("do not show what their captions name" in page) == flagged
     assert ("no series of that name is drawn" in page) == flagged
+
+
+def test_a_narrow_log_axis_gets_plain_labels_that_do_not_overlap(tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    from l2dynamics.report.ticks import readable_log_ticks
+
+    fig, (narrow, wide) = plt.subplots(1, 2)
+    narrow.plot([4e-3, 4.5e-2], [1, 2])
+    narrow.set_xscale("log")
+    wide.plot([1e-5, 1e1], [1, 2])
+    wide.set_xscale("log")
+    default_wide = wide.xaxis.get_major_formatter()
+    readable_log_ticks(fig)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in narrow.get_xticklabels()
+              if 4e-3 <= t.get_position()[0] <= 4.5e-2]
+    assert labels == ["0.005", "0.01", "0.02"]
+    assert isinstance(narrow.xaxis.get_minor_formatter(), NullFormatter)
+    assert wide.xaxis.get_major_formatter() is default_wide  # six decades: left as it was
+    plt.close(fig)

@@ -194,7 +194,8 @@ class _Runs:
         cfgs = [self.config(lam) for lam, _ in todo]
         t0 = time.perf_counter()
         runs = train_through_store(cfgs, self.store, workers=self.workers,
-                                   names=["val_acc", "test_acc", "train_acc"])
+                                   names=["val_acc", "test_acc", "train_acc"],
+                                   log=lambda line: self.log(f"  {line}"))
         self.wall += time.perf_counter() - t0
         if any("val_acc" not in run.history for run in runs):
             raise ConfigError("choose needs a classification task (it selects on validation "
