@@ -791,6 +791,31 @@ def block_tuning_goals(data: Mapping[str, Any], source: str) -> str:
                         "best AutoL2 within 0.2"], rows))
 
 
+def block_regime(data: Mapping[str, Any], source: str) -> str:
+    """The regime map's cells (study `regime`): where t* ∝ 1/λ held, with every quantity."""
+    def interval(low: Any, high: Any, scale: float = 1.0, digits: int = 2) -> str:
+        if low is None or high is None:
+            return ""
+        return f" [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+
+    rows = []
+    for c in data["cells"]:
+        slope = ("—" if c.get("slope") is None else
+                 f"{c['slope']:.2f}{interval(c.get('slope_low'), c.get('slope_high'))}")
+        gain = ("—" if c.get("gain") is None else
+                f"{100 * c['gain']:+.2f}{interval(c.get('gain_low'), c.get('gain_high'), 100)}")
+        rows.append([c["loss"], c["width"], c["n_train"], fmt(c["params_per_example"]),
+                     c["shape"], fmt(c["fit_share"], 2), slope, f"**{c['verdict']}**",
+                     fmt(c.get("c_eta")), fmt(c.get("c_eta_ratio"), 2), gain])
+    minutes = data.get("wall_seconds", 0) / 60
+    return (generated_line(source, when=data.get("created"), command=data.get("command"))
+            + f"\n\n{data['description']}. Measured on {data.get('machine')} in "
+            f"{minutes:.0f} min.\n\n**{data['sentence']}**\n\n"
+            + md_table(["loss", "width", "training images", "parameters per example",
+                        "accuracy", "share fitting", "slope of t* (95 % CI)", "t* ∝ 1/λ",
+                        "c·η", "c·η at η₂ / η₁", "best λ − λ = 0, points (CI)"], rows))
+
+
 def block_tuning_phi(data: Mapping[str, Any], source: str) -> str:
     phi = data["phi"]
     shifts = list(next(iter(phi["cases"]))["curve_shift_rms"]) if phi["cases"] else []
@@ -1195,6 +1220,7 @@ BLOCKS: dict[str, Callable[..., str]] = {
     "tuning_phi": _json_block("tuning.json", block_tuning_phi),
     "tuning_selector": _json_block("tuning_selector.json", block_tuning_selector),
     "tuning_goals": _json_block("tuning_selector.json", block_tuning_goals),
+    "regime": _json_block("regime.json", block_regime),
     "predict_example": _json_block("predict_example.json", block_predict_example,
                                    "l2dynamics predict configs/example.yaml --budget 20000 "
                                    "--out out/predict"),

@@ -67,8 +67,8 @@ def study(
     overrides: list[str] = typer.Option([], "--set", "-s", help="PARAM=VALUE (repeatable; "
                                         "values are YAML; PARAM.SUB=VALUE inside a mapping)."),
     suite: str | None = typer.Option(None, "--suite", help="Start from this suite's entry "
-                                     "(mini | realdata | toy | paper) instead of the study's "
-                                     "defaults."),
+                                     "(mini | realdata | toy | paper | regime) instead of the "
+                                     "study's defaults."),
     out_dir: Path | None = typer.Option(None, "--out", help="Figures, CSVs and result.json "
                                         "(default: out/KEY)."),
     store: Path | None = typer.Option(None, "--store", help="Run store (default: "
@@ -100,7 +100,8 @@ def reproduce(
     suite: str = typer.Option("mini", help="mini (2-core CPU, Fashion-MNIST and embedded data, "
                               "< 15 min) | realdata (all of Fashion-MNIST, CPU, ~1 h) | toy "
                               "(MNIST-1D t*, digits bridge, ~8 min) | paper (GPU, many hours; "
-                              "MNIST/CIFAR-10 files, and Fashion-MNIST; resumable)."),
+                              "MNIST/CIFAR-10 files, and Fashion-MNIST; resumable) | regime (where "
+                              "t* ∝ 1/λ holds: a map on Fashion-MNIST, CPU; resumable)."),
     out_dir: Path = typer.Option(Path("report"), "--out", help="Report folder: index.html, "
                                  "summary.json, figures/."),
     store: Path | None = typer.Option(None, help="Run store (default: OUT/runs.sqlite); "

@@ -295,6 +295,31 @@ class Ints(Constraint):
 
 
 @dataclass(frozen=True)
+class Choices(Constraint):
+    """A non-empty list of strings, each one of ``item``'s options; a string "a, b" from the
+    command line is read as a list too."""
+
+    item: Choice
+
+    def type_name(self) -> str:
+        return "list[str]"
+
+    def check(self, key: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{key} must be a non-empty list of names, got {short(value)}")
+        return tuple(self.item.check(key, v) for v in value)
+
+    def allowed(self) -> str:
+        return f"a list, each {self.item.allowed()}"
+
+    def invalid(self) -> list[tuple[Any, str]]:
+        return [({"a": 1}, "must be a non-empty list of names"), ([], "must be a non-empty"),
+                (["bogus"], "is not allowed")]
+
+
+@dataclass(frozen=True)
 class Optional(Constraint):
     """``inner``, or None (null) for "the default of whoever uses it"."""
 

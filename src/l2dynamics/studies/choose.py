@@ -108,6 +108,7 @@ class LambdaChoice:
     wall_seconds: float
     candidates: list[Candidate] = field(default_factory=list)
     message: str = ""
+    regime: str = ""  # what the recorded regime map says about this config (study `regime`)
 
     @property
     def compute_runs(self) -> float:
@@ -146,6 +147,10 @@ def choose_lambda(config: Config | dict[str, Any], budget: int, *,
     runner.run([(0.0, "λ = 0"), *[(lam, "probe") for lam in probes]])
     premise = check_premise(runner.by_role("probe"))
     say(f"premise: {premise.reason}")
+    from l2dynamics.studies.study_regime import regime_note
+
+    regime = regime_note(cfg)
+    say(f"regime map: {regime}")
     if premise.holds:
         c_hat = math.exp(float(np.mean(np.log(premise.c_values))))
         lam_pred = c_hat / phi
@@ -164,7 +169,9 @@ def choose_lambda(config: Config | dict[str, Any], budget: int, *,
     # (accuracy that peaks and then collapses, as under MSE) is not trusted over a measurement
     chosen = max((c for c in runner.candidates if c.full), key=lambda c: c.acc)
     every = check_premise([c for c in runner.candidates if c.lam > 0 and c.role != "final"])
-    return _assemble(runner, chosen.lam, route, interval, premise, every)
+    choice = _assemble(runner, chosen.lam, route, interval, premise, every)
+    choice.regime = regime
+    return choice
 
 
 class _Runs:

@@ -26,6 +26,7 @@ STUDIES: dict[str, str | type[Study]] = {
     "fmnist_tstar": "l2dynamics.studies.study_fmnist:FashionTstarStudy",
     "fmnist_tuning": "l2dynamics.studies.study_fmnist:FashionTuningStudy",
     "fmnist_cnn_bn": "l2dynamics.studies.study_cnn_bn:CnnBnStudy",
+    "regime": "l2dynamics.studies.study_regime:RegimeStudy",
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from l2dynamics.errors import ConfigError
 
-SUITES = ("mini", "realdata", "toy", "paper")
+SUITES = ("mini", "realdata", "toy", "paper", "regime")
 
 
 @dataclass

@@ -157,6 +157,12 @@ def _meta_model(cfg: Config, dataset: Dataset | None) -> nn.Module:
         return config_model(cfg, shape, outputs)
 
 
+def parameter_count(cfg: Config, dataset: Dataset | None = None) -> int:
+    """Trainable parameters of `cfg`'s model (built weightless: no memory, no data loaded)."""
+    return int(sum(p.numel() for p in _meta_model(cfg, dataset).parameters()
+                   if p.requires_grad))
+
+
 def model_problem(model: nn.Module) -> str | None:
     """Why `model`'s members cannot share one vmapped forward pass, or None."""
     buffers = [n for n, _ in model.named_buffers()]

@@ -1,0 +1,239 @@
+"""Study ``regime``: where does t* ∝ 1/λ hold? A map over training-set size × width × loss on
+Fashion-MNIST.
+
+Each cell (n_train, width, loss) trains a 2-hidden-layer FC network in NTK parameterization
+with SGD (full-batch when n_train ≤ ``batch_size``):
+
+- the **fixed-budget arm**: λ = 0 and every λ of ``lams``, ``fixed_steps`` steps each, at the
+  main η (``lr``) and at a second η (``second_lr``);
+- the **inverse arm** at the main η: every λ > 0 trained until λ·η·t = ``horizon``
+  (steps = horizon/(ηλ)), the budget ∝ 1/(ηλ) of the paper's protocol;
+- ``seeds`` seeds everywhere.
+
+Per cell, :func:`~l2dynamics.analysis.regime.cell_summary`: whether test accuracy peaks or
+plateaus, the share of runs that fit their training data (a measured axis, not a filter), the
+t* slope over the fixed arm and its verdict (downgraded when the inverse arm's t* disagree),
+c·η and its η-independence, and the gain of the best λ over λ = 0. One claim per cell on
+t* ∝ 1/λ; the map's boundary along parameters per training example
+(:func:`~l2dynamics.analysis.regime.regime_boundary`) is written into the result, where the λ
+selector reads it (:func:`regime_rule`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from l2dynamics.analysis.peak import ESTIMATORS
+from l2dynamics.analysis.verdicts import Claim
+from l2dynamics.config.constraints import (
+    Choice,
+    Choices,
+    Floats,
+    Int,
+    Ints,
+    PlainMapping,
+    Real,
+)
+from l2dynamics.studies.base import LG, TEXT, Context, Figure, Study, param, table
+
+# The probe that showed a peak at t* ∝ 1/λ on real images (issue 22): Fashion-MNIST, FC 2×512
+# in NTK parameterization, MSE, full-batch GD with η = 1. The grid keeps its η, depth and
+# parameterization and varies the training-set size, the width and the loss.
+REGIME_BASE = {"dataset": "fashion_mnist", "n_test": 2000, "model": "fc", "depth": 2,
+               "parameterization": "ntk", "optimizer": "sgd", "batch_size": 256,
+               "eval_per_decade": 10, "eval_train_size": 512, "norms_per_tensor": False}
+
+
+@dataclass
+class RegimeParams:
+    base: dict[str, Any] = param(REGIME_BASE, PlainMapping("lr: 0.1"),
+                                 "the network's config (flat keys) without n_train, width, "
+                                 "loss, lr, λ, seed, steps")
+    n_trains: tuple[int, ...] = param((256, 2048), Ints(Int(ge=1)),
+                                      "class-balanced training-set sizes", unit="examples")
+    widths: tuple[int, ...] = param((16, 64, 128), Ints(Int(ge=1)), "hidden widths")
+    losses: tuple[str, ...] = param(("mse", "ce"), Choices(Choice(("mse", "ce"))),
+                                    "losses: mse (½·Σ_classes (f − y)², as the theory) and ce")
+    lams: tuple[float, ...] = param((1.5e-3, 3e-3, 6e-3, 1.2e-2, 2.4e-2), Floats(Real(gt=0)),
+                                    "λ > 0 of every cell (λ = 0 is added to the fixed arm)")
+    lr: float = param(1.0, Real(gt=0), "the main η", unit="per update")
+    second_lr: float = param(0.5, Real(gt=0), "the second η of the fixed arm (c·η's "
+                             "η-independence)", unit="per update")
+    fixed_steps: int = param(2000, Int(ge=1), "steps of every fixed-arm run", unit="steps")
+    horizon: float = param(4.0, Real(gt=0), "inverse arm: train until λ·η·t = horizon")
+    seeds: tuple[int, ...] = param((0, 1, 2), Ints(Int(ge=0)), "seeds of every run")
+    estimator: str = param("smoothed", Choice(ESTIMATORS), "t* estimator")
+    train_threshold: float = param(0.99, Real(gt=0.0, le=1.0),
+                                   "a run fits its data when its training accuracy reaches this")
+    description: str = param(
+        "Fashion-MNIST (2 000 test images), FC with 2 hidden layers in NTK parameterization, "
+        "SGD with batch 256 (full-batch for 256 images)", TEXT,
+        "what was run, in words, for the report (the grid is appended from the design)")
+
+    def cells(self) -> list[tuple[int, int, str]]:
+        return [(n, w, loss) for loss in self.losses for w in self.widths for n in self.n_trains]
+
+    def points(self) -> list[tuple[float, float, int]]:
+        """(η, λ, steps) of every run of one cell and seed: both arms."""
+        fixed = [(eta, lam, self.fixed_steps) for eta in (self.lr, self.second_lr)
+                 for lam in (0.0, *self.lams)]
+        inverse = [(self.lr, lam, max(1, round(self.horizon / (self.lr * lam))))
+                   for lam in self.lams]
+        return fixed + [p for p in inverse if p not in fixed]
+
+
+@dataclass
+class RegimeResult:
+    cells: Any  # one row per cell: its keys, parameters per example and cell_summary()
+    runs: Any  # the t* table of every run, with n_train, width and loss
+    boundary: dict[str, Any]
+    description: str
+    design: dict[str, Any] = field(default_factory=dict)
+
+
+class RegimeStudy(Study):
+    key = "regime"
+    title = "Where t* ∝ 1/λ holds: a regime map on Fashion-MNIST"
+    paper = LG
+    Params = RegimeParams
+
+    def run(self, params: RegimeParams, ctx: Context) -> RegimeResult:
+        import pandas as pd
+
+        from l2dynamics.analysis.regime import (
+            cell_summary,
+            cells_frame,
+            parameters_per_example,
+            regime_boundary,
+        )
+        from l2dynamics.analysis.tstar import tstar_table
+        from l2dynamics.config import make_config
+        from l2dynamics.store import RunStore
+        from l2dynamics.studies.runs import train_through_store
+        from l2dynamics.train.grouping import parameter_count
+
+        rows, tables = [], []
+        cells = params.cells()
+        for k, (n, width, loss) in enumerate(cells, 1):
+            base = {**params.base, "n_train": n, "width": width, "loss": loss}
+            configs = [make_config({**base, "lr": lr, "lam": lam, "steps": steps, "seed": s})
+                       for lr, lam, steps in params.points() for s in params.seeds]
+            ctx.log(f"{ctx.key}: cell {k}/{len(cells)} (n_train {n}, width {width}, {loss}): "
+                    f"{len(configs)} runs")
+            runs = train_through_store(configs, ctx.store, workers=ctx.workers,
+                                       names=["test_acc"], log=ctx.log)
+            with RunStore(ctx.store) as st:
+                part = tstar_table(st, [r.run_id for r in runs],
+                                   train_threshold=params.train_threshold)
+            part = part.assign(n_train=n, width=width, loss=loss)
+            tables.append(part)
+            count = parameter_count(configs[0])
+            rows.append({"n_train": n, "width": width, "loss": loss, "parameters": count,
+                         "params_per_example": parameters_per_example(count, n),
+                         **cell_summary(part, fixed_steps=params.fixed_steps, lr=params.lr,
+                                        second_lr=params.second_lr,
+                                        estimator=params.estimator)})
+        frame = cells_frame(rows)
+        what = (f"{params.description}; cells: n_train ∈ {{{_join(params.n_trains)}}} × width "
+                f"∈ {{{_join(params.widths)}}} × loss ∈ {{{', '.join(params.losses)}}}; "
+                f"λ ∈ {{0, {_join(params.lams)}}}; fixed arm {params.fixed_steps} steps at "
+                f"η ∈ {{{params.lr:g}, {params.second_lr:g}}}; inverse arm to λ·η·t = "
+                f"{params.horizon:g} at η = {params.lr:g}; {len(params.seeds)} seeds; t* "
+                f"estimator: {params.estimator}")
+        design = {"base": dict(params.base), "cells": cells, "points": params.points(),
+                  "seeds": list(params.seeds)}
+        return RegimeResult(frame, pd.concat(tables, ignore_index=True),
+                            regime_boundary(frame), what, design)
+
+    def claims(self, result: RegimeResult) -> list[Claim]:
+        from l2dynamics.analysis.regime import boundary_sentence
+
+        claims = []
+        for cell in result.cells.to_dict(orient="records"):
+            where = (f"(n_train {cell['n_train']}, width {cell['width']}, {cell['loss']}; "
+                     f"{cell['params_per_example']:.3g} parameters per example)")
+            budget = ("" if cell["budget_ok"] is None else
+                      f"; inverse-arm t* / fixed-arm t* = {cell['budget_ratio']:.2f} over "
+                      f"{cell['budget_runs']} runs")
+            claims.append(Claim(
+                f"{where} t* ∝ 1/λ", f"{cell['shape']} in {cell['peak_share']:.0%} of the "
+                f"λ > 0 runs; {cell['fit_share']:.0%} fit their training data; "
+                f"{cell['slope_text']}{budget}", cell["verdict"],
+                f"95 % t-interval of the slope, n = {cell['slope_runs']} runs: "
+                f"[{cell['slope_low']:.2f}, {cell['slope_high']:.2f}]"
+                if cell["slope_runs"] >= 3 else None))
+        claims.append(Claim("the map: where t* ∝ 1/λ holds", boundary_sentence(result.boundary),
+                            "holds" if result.boundary["holds"] else "does not hold"))
+        return claims
+
+    def figures(self, result: RegimeResult, ctx: Context) -> list[Figure]:
+        from l2dynamics.report.regime import plot_regime_map
+
+        return [Figure(plot_regime_map(result.cells, ctx.figure("regime_map.png")),
+                       "per cell (training-set size × width, one row per loss): the verdict on "
+                       "t* ∝ 1/λ, whether accuracy peaks, the share of runs that fit their "
+                       "training data, the gain of the best λ over λ = 0 (points) and c·η at "
+                       "the second η over the main η", series=())]
+
+    def tables(self, result: RegimeResult) -> list[dict[str, Any]]:
+        cols = ["loss", "width", "n_train", "params_per_example", "shape", "peak_share",
+                "fit_share", "slope", "slope_low", "slope_high", "slope_runs", "budget_ratio",
+                "verdict", "c_eta", "c_eta_ratio", "c_eta_verdict", "gain", "gain_low",
+                "gain_high", "gain_verdict"]
+        return [table("cells", result.cells[cols])]
+
+    def data(self, result: RegimeResult) -> dict[str, Any]:
+        return {"regime_cells": result.cells, "regime_runs": result.runs,
+                "regime_boundary": result.boundary}
+
+
+def _join(values: Any) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+MAP_FILE = Path(__file__).resolve().parent / "suites" / "regime_map.json"
+"""The recorded map's rule, shipped with the package: written from
+``benchmarks/results/regime.json`` by ``scripts/update_regime_map.py``."""
+
+
+def regime_rule(path: Path | None = None) -> dict[str, Any] | None:
+    """The recorded map (:data:`MAP_FILE`, or `path`): its boundary along parameters per
+    training example, what it was measured on, and its cells' verdicts. The λ selector cites it
+    when it judges its premise. None when no map has been recorded."""
+    path = MAP_FILE if path is None else Path(path)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def regime_note(cfg: Any, n_train: int | None = None, path: Path | None = None) -> str:
+    """What the recorded regime map says about `cfg`, in one sentence: its parameters per
+    training example (`n_train` when the config leaves it to the dataset), where the map put
+    the boundary of t* ∝ 1/λ, and which side of it this config falls on."""
+    rule = regime_rule(path)
+    if rule is None:
+        return ("no regime map is recorded (l2dynamics reproduce --suite regime, then "
+                "scripts/update_regime_map.py)")
+    from l2dynamics.train.grouping import parameter_count
+
+    n = cfg.n_train or n_train
+    if not n:
+        return f"regime map: {rule['sentence']}"
+    ppe = parameter_count(cfg) / n
+    boundary = rule["boundary"]
+    text = (f"{ppe:.3g} parameters per training example; the regime map "
+            f"({rule['measured_on']}): {rule['sentence']}")
+    if boundary.get("separates"):
+        if ppe >= boundary["lowest_holding"]:
+            side = "at or above the smallest value where the law held"
+        elif ppe <= boundary["highest_failing"]:
+            side = "at or below the largest value where it failed"
+        else:
+            side = "between the two, where the map has no cell"
+        text += f" This config is {side}"
+        text += (f"; the map is of {rule['network']}, and other networks may differ."
+                 if rule.get("network") else ".")
+    return text
