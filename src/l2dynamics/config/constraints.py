@@ -237,8 +237,7 @@ class Floats(Constraint):
         return "list[float]"
 
     def check(self, key: str, value: Any) -> tuple[float, ...]:
-        if isinstance(value, str):  # "0.1, 0.2" from the command line
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        value = _split_text(value)  # "0.1, 0.2" from the command line
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
@@ -276,8 +275,7 @@ class Ints(Constraint):
         return "list[int]"
 
     def check(self, key: str, value: Any) -> tuple[int, ...]:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        value = _split_text(value)
         if isinstance(value, int | float) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
@@ -305,8 +303,7 @@ class Choices(Constraint):
         return "list[str]"
 
     def check(self, key: str, value: Any) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        value = _split_text(value)
         if not isinstance(value, (list, tuple)) or not value:
             raise ConfigError(f"{key} must be a non-empty list of names, got {short(value)}")
         return tuple(self.item.check(key, v) for v in value)
@@ -438,6 +435,14 @@ class Globs(Constraint):
         if not self.single:
             out.append(("some", "is not allowed; use one of"))
         return out
+
+
+def _split_text(value: Any) -> Any:
+    """A comma-separated string (from the command line) as a list of its stripped parts;
+    anything else as it is."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
 
 
 def to_float(key: str, value: Any) -> float:
