@@ -791,6 +791,11 @@ def block_tuning_goals(data: Mapping[str, Any], source: str) -> str:
                         "best AutoL2 within 0.2"], rows))
 
 
+def _md_escape(text: str) -> str:
+    """`text` with its asterisks escaped, so that "t*" stays a t and a star in Markdown."""
+    return str(text).replace("*", "\\*")
+
+
 def block_regime(data: Mapping[str, Any], source: str) -> str:
     """The regime map's cells (study `regime`): where t* ∝ 1/λ held, with every quantity."""
     def interval(low: Any, high: Any, scale: float = 1.0, digits: int = 2) -> str:
@@ -809,8 +814,8 @@ def block_regime(data: Mapping[str, Any], source: str) -> str:
                      fmt(c.get("c_eta")), fmt(c.get("c_eta_ratio"), 2), gain])
     minutes = data.get("wall_seconds", 0) / 60
     return (generated_line(source, when=data.get("created"), command=data.get("command"))
-            + f"\n\n{data['description']}. Measured on {data.get('machine')} in "
-            f"{minutes:.0f} min.\n\n**{data['sentence']}**\n\n"
+            + f"\n\n{_md_escape(data['description'])}. Measured on {data.get('machine')} in "
+            f"{minutes:.0f} min.\n\n**{_md_escape(data['sentence'])}**\n\n"
             + md_table(["loss", "width", "training images", "parameters per example",
                         "accuracy", "share fitting", "slope of t* (95 % CI)", "t* ∝ 1/λ",
                         "c·η", "c·η at η₂ / η₁", "best λ − λ = 0, points (CI)"], rows))

@@ -41,12 +41,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the --out folder of `l2dynamics study regime`")
     parser.add_argument("--command", default=None, help="the command that made the run")
+    parser.add_argument("--wall-seconds", type=float, default=None,
+                        help="the training run's wall time, when OUT is a later re-analysis "
+                        "that reused its stored runs")
     args = parser.parse_args()
     result = json.loads((args.out / "result.json").read_text(encoding="utf-8"))
     cells = pd.read_csv(args.out / "regime_cells.csv")
-    boundary = json.loads((args.out / "regime_boundary.json").read_text(encoding="utf-8"))
+    boundary = {k: _clean(v) for k, v in json.loads(
+        (args.out / "regime_boundary.json").read_text(encoding="utf-8")).items()}
     rows = [{k: _clean(v) for k, v in row.items()} for row in cells.to_dict(orient="records")]
-    sentence = boundary_sentence(boundary)
+    sentence = boundary_sentence({k: float("nan") if v is None else v
+                                  for k, v in boundary.items()})
     design = result["design"]
     network = (f"a {design['base'].get('depth')}-hidden-layer FC network in "
                f"{design['base'].get('parameterization')} parameterization on Fashion-MNIST")
@@ -54,12 +59,14 @@ def main() -> None:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs)",
         "command": args.command or f"l2dynamics study regime --suite regime --out {args.out}",
-        "versions": versions(), "wall_seconds": result["wall_seconds"],
+        "versions": versions(),
+        "wall_seconds": args.wall_seconds or result["wall_seconds"],
         "description": result["description"], "design": design, "cells": rows,
         "boundary": boundary, "sentence": sentence, "claims": result["claims"],
     }
     target = ROOT / "benchmarks" / "results" / "regime.json"
-    target.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    target.write_text(json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False) + "\n",
+                      encoding="utf-8")
     figures = ROOT / "docs" / "studies" / "figures" / "regime"
     figures.mkdir(parents=True, exist_ok=True)
     for fig in result["figures"]:
@@ -71,7 +78,8 @@ def main() -> None:
                                                "params_per_example", "verdict")}
                       for row in rows]}
     package = ROOT / "src" / "l2dynamics" / "studies" / "suites" / "regime_map.json"
-    package.write_text(json.dumps(rule, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    package.write_text(json.dumps(rule, indent=1, ensure_ascii=False, allow_nan=False) + "\n",
+                       encoding="utf-8")
     print(f"wrote {target}, {package} and {figures}")
     print(sentence)
 

@@ -82,18 +82,20 @@ def test_a_plateau_cell_has_no_slope_and_fitting_is_measured_not_filtered():
 
 
 def test_the_boundary_is_stated_as_measured():
-    cells = pd.DataFrame({"params_per_example": [0.5, 2.0, 8.0, 32.0],
-                          "verdict": ["does not hold", "undetermined", "holds", "holds"]})
+    cells = pd.DataFrame({"params_per_example": [0.5, 2.0, 8.0, 32.0, 64.0],
+                          "verdict": ["does not hold", "undetermined", "holds", "holds",
+                                      "consistent"]})
     b = regime_boundary(cells)
     assert b["separates"] and b["lowest_holding"] == 8.0 and b["highest_failing"] == 0.5
     assert boundary_sentence(b) == (
         "t* ∝ 1/λ held in the 2 cells with at least 8 parameters per training example and in "
-        "none of the 1 cells with at most 0.5; 1 cells could not be decided.")
+        "none of the 1 cells with at most 0.5; 1 cells are consistent with it but too "
+        "imprecise to confirm it; 1 cells could not be decided.")
     mixed = regime_boundary(cells.assign(verdict=["holds", "does not hold", "holds",
-                                                  "does not hold"]))
+                                                  "does not hold", "holds"]))
     assert not mixed["separates"] and "does not separate them" in boundary_sentence(mixed)
     none = regime_boundary(cells.assign(verdict="does not hold"))
-    assert boundary_sentence(none).startswith("t* ∝ 1/λ held in no cell (4 cells")
+    assert boundary_sentence(none).startswith("t* ∝ 1/λ held in no cell (5 cells")
 
 
 def test_regime_study_runs_end_to_end_and_records_a_map(tmp_path, monkeypatch):

@@ -154,11 +154,12 @@ def regime_boundary(cells: pd.DataFrame, *, by: str = "params_per_example",
     """Where the verdict on t* ∝ 1/λ changes along `by` (one row per cell with `by` and
     `verdict`): the smallest value among cells where it holds, the largest among cells where
     it does not, and whether they separate (every "holds" above every "does not hold"). Cells
-    with other verdicts are counted, not placed."""
+    with other verdicts ("consistent", "undetermined") are counted, not placed."""
     holds = cells.loc[cells[verdict] == "holds", by].to_numpy(float)
     fails = cells.loc[cells[verdict] == "does not hold", by].to_numpy(float)
-    out = {"holds": int(len(holds)), "does_not_hold": int(len(fails)),
-           "other": int(len(cells) - len(holds) - len(fails)),
+    consistent = int((cells[verdict] == "consistent").sum())
+    out = {"holds": int(len(holds)), "does_not_hold": int(len(fails)), "consistent": consistent,
+           "other": int(len(cells) - len(holds) - len(fails) - consistent),
            "lowest_holding": float(holds.min()) if len(holds) else math.nan,
            "highest_failing": float(fails.max()) if len(fails) else math.nan}
     out["separates"] = bool(len(holds) and len(fails)
@@ -170,7 +171,13 @@ def boundary_sentence(boundary: dict[str, Any], by: str = "parameters per traini
                       ) -> str:
     """The boundary in words, as measured."""
     h, f = boundary["holds"], boundary["does_not_hold"]
-    rest = f"; {boundary['other']} cells could not be decided" if boundary["other"] else ""
+    parts = []
+    if boundary.get("consistent"):
+        parts.append(f"{boundary['consistent']} cells are consistent with it but too imprecise "
+                     "to confirm it")
+    if boundary["other"]:
+        parts.append(f"{boundary['other']} cells could not be decided")
+    rest = "; " + "; ".join(parts) if parts else ""
     if not h:
         return (f"t* ∝ 1/λ held in no cell ({f} cells where it did not{rest}): no cell within "
                 "reach of this grid shows it.")

@@ -22,6 +22,7 @@ selector reads it (:func:`regime_rule`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,13 @@ def regime_note(cfg: Any, n_train: int | None = None, path: Path | None = None) 
     boundary = rule["boundary"]
     text = (f"{ppe:.3g} parameters per training example; the regime map "
             f"({rule['measured_on']}): {rule['sentence']}")
+    cells = [c for c in rule.get("cells", []) if c.get("params_per_example")]
+    if cells:
+        gap = min(abs(math.log(c["params_per_example"] / ppe)) for c in cells)
+        near = [c for c in cells if abs(math.log(c["params_per_example"] / ppe)) <= gap + 1e-9]
+        text += (f" Its nearest cells ({near[0]['params_per_example']:.3g} parameters per "
+                 "example): " + "; ".join(f"{c['n_train']} images, width {c['width']}, "
+                                          f"{c['loss']}: {c['verdict']}" for c in near) + ".")
     if boundary.get("separates"):
         if ppe >= boundary["lowest_holding"]:
             side = "at or above the smallest value where the law held"
