@@ -100,6 +100,9 @@ def test_choose_end_to_end_accounts_for_every_step(tmp_path):
     for probe in choice.candidates[1:4]:
         assert probe.steps < 400 and not probe.full
     assert choice.wall_seconds > 0
+    # the premise check cites the recorded regime map (issue 22), shipped with the package
+    assert choice.regime and choice.premise.reason.endswith(f"Regime map: {choice.regime}")
+    assert "t* ∝ 1/λ held in" in choice.regime
     again = choose_lambda(TINY, 400, store=tmp_path / "s.sqlite")  # read back, same answer
     assert again.lam == choice.lam and again.compute_steps == choice.compute_steps
 

@@ -46,7 +46,6 @@ def choose(
     print_rows("runs", ["role", "λ", "steps", "val acc", "fits by t*", "t*", "c = λ·Φ(t*)"],
                rows)
     out.print(f"premise: {escape(choice.premise.reason)}", highlight=False)
-    out.print(f"regime map: {escape(choice.regime)}", highlight=False)
     out.print(f"[bold]λ = {choice.lam:.3g}[/] [{choice.lam_low:.3g}, {choice.lam_high:.3g}] "
               f"by {choice.route}", highlight=False)
     out.print(escape(choice.message), highlight=False)

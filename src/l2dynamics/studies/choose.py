@@ -146,11 +146,11 @@ def choose_lambda(config: Config | dict[str, Any], budget: int, *,
               for f in PROBE_FRACTIONS]
     runner.run([(0.0, "λ = 0"), *[(lam, "probe") for lam in probes]])
     premise = check_premise(runner.by_role("probe"))
-    say(f"premise: {premise.reason}")
     from l2dynamics.studies.study_regime import regime_note
 
-    regime = regime_note(cfg)
-    say(f"regime map: {regime}")
+    regime = regime_note(cfg)  # the premise check cites the recorded map beside the probes
+    premise.reason += f". Regime map: {regime}"
+    say(f"premise: {premise.reason}")
     if premise.holds:
         c_hat = math.exp(float(np.mean(np.log(premise.c_values))))
         lam_pred = c_hat / phi
