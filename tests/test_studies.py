@@ -399,6 +399,17 @@ def test_store_progress_logs_while_a_batch_trains(tmp_path):
     assert lines[-1].startswith("runs 2/2 done, steps 600/600 (100 %)")  # the end is logged
 
 
+def test_store_progress_that_cannot_read_the_store_says_so_once(tmp_path):
+    from l2dynamics.config import make_config
+    from l2dynamics.studies.runs import StoreProgress
+
+    lines: list[str] = []
+    with StoreProgress([make_config(dataset="digits", steps=10)], tmp_path, lines.append,
+                       every_seconds=0.01):
+        pass  # tmp_path is a folder: no store can be opened there
+    assert len(lines) == 1 and lines[0].startswith("progress unavailable from here on")
+
+
 def test_gaps_are_written_in_words():
     from l2dynamics.studies.study_tuning import points_text
 

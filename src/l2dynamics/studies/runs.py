@@ -9,6 +9,7 @@ history (one row per step, one column per metric, as ``Trainer.run().history``).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -101,16 +102,21 @@ class StoreProgress:
                 f"{self.total_steps:,} ({share:.0f} %), {elapsed:.0f} s{eta}")
 
     def _poll(self) -> None:
+        from l2dynamics.errors import StoreError
         from l2dynamics.store import RunStore
 
-        with RunStore(self.store_path) as store:
-            self.start_steps = self.steps_done(store)
-            ticks = 0
-            while not self._stop.wait(self.every_seconds):
-                self._report(store)
-                ticks += 1
-            if ticks:  # a job long enough to show progress also shows its end
-                self._report(store)
+        try:
+            with RunStore(self.store_path) as store:
+                self.start_steps = self.steps_done(store)
+                ticks = 0
+                while not self._stop.wait(self.every_seconds):
+                    self._report(store)
+                    ticks += 1
+                if ticks:  # a job long enough to show progress also shows its end
+                    self._report(store)
+        except (StoreError, sqlite3.Error) as exc:  # progress is a convenience: never fatal
+            if self.log is not None:
+                self.log(f"progress unavailable from here on ({exc})")
 
     def _report(self, store: Any) -> None:
         steps = self.steps_done(store)
