@@ -811,14 +811,16 @@ def block_regime(data: Mapping[str, Any], source: str) -> str:
                 f"{100 * c['gain']:+.2f}{interval(c.get('gain_low'), c.get('gain_high'), 100)}")
         rows.append([c["loss"], c["width"], c["n_train"], fmt(c["params_per_example"]),
                      c["shape"], fmt(c["fit_share"], 2), slope, f"**{c['verdict']}**",
-                     fmt(c.get("c_eta")), fmt(c.get("c_eta_ratio"), 2), gain])
+                     fmt(c.get("c_eta")), fmt(c.get("c_eta_ratio"), 2), gain,
+                     fmt(c.get("hessian_median"), 2)])
     minutes = data.get("wall_seconds", 0) / 60
     return (generated_line(source, when=data.get("created"), command=data.get("command"))
             + f"\n\n{_md_escape(data['description'])}. Measured on {data.get('machine')} in "
             f"{minutes:.0f} min.\n\n**{_md_escape(data['sentence'])}**\n\n"
             + md_table(["loss", "width", "training images", "parameters per example",
                         "accuracy", "share fitting", "slope of t* (95 % CI)", "t* ∝ 1/λ",
-                        "c·η", "c·η at η₂ / η₁", "best λ − λ = 0, points (CI)"], rows))
+                        "c·η", "c·η at η₂ / η₁", "best λ − λ = 0, points (CI)",
+                        "λ_min(∇²L_λ)/λ, median over λ"], rows))
 
 
 def block_tuning_phi(data: Mapping[str, Any], source: str) -> str:

@@ -23,9 +23,6 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-CELL_KEYS = ("n_train", "width", "loss", "parameters", "params_per_example", "verdict",
-             "slope", "slope_low", "slope_high", "shape", "fit_share", "gain", "gain_low",
-             "gain_high", "c_eta", "c_eta_ratio")
 
 
 def _clean(value):

@@ -128,6 +128,10 @@ def test_regime_study_runs_end_to_end_and_records_a_map(tmp_path, monkeypatch):
     figure = summary["figures"][0]
     assert inventory_problems(read_inventory(figure["path"]), figure["series"]) == []
     cells = pd.read_csv(out / "regime_cells.csv")
+    by_lam = json.loads(cells["hessian_by_lam"][0])  # λ_min(∇²L_λ)/λ per λ, first seed
+    assert sorted(by_lam) == ["0.1", "0.2", "0.4"] and all(math.isfinite(v)
+                                                            for v in by_lam.values())
+    assert cells["hessian_min"][0] == pytest.approx(min(by_lam.values()))
     assert len(cells) == 1 and cells["params_per_example"][0] == pytest.approx(
         (784 * 8 + 8 + 8 * 8 + 8 + 8 * 10 + 10) / 64)
 

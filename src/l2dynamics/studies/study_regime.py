@@ -67,6 +67,10 @@ class RegimeParams:
     horizon: float = param(4.0, Real(gt=0), "inverse arm: train until λ·η·t = horizon")
     seeds: tuple[int, ...] = param((0, 1, 2), Ints(Int(ge=0)), "seeds of every run")
     estimator: str = param("smoothed", Choice(ESTIMATORS), "t* estimator")
+    hessian_iters: int = param(40, Int(ge=0), "Lanczos iterations for the smallest eigenvalue "
+                               "of the regularized training-loss Hessian after the last update "
+                               "of each λ > 0 fixed-arm run at the main η, first seed (0: "
+                               "not measured)")
     train_threshold: float = param(0.99, Real(gt=0.0, le=1.0),
                                    "a run fits its data when its training accuracy reaches this")
     description: str = param(
@@ -132,11 +136,12 @@ class RegimeStudy(Study):
             part = part.assign(n_train=n, width=width, loss=loss)
             tables.append(part)
             count = parameter_count(configs[0])
+            hessian = _hessian_ratios(params, base, k, len(cells), ctx.log)
             rows.append({"n_train": n, "width": width, "loss": loss, "parameters": count,
                          "params_per_example": parameters_per_example(count, n),
                          **cell_summary(part, fixed_steps=params.fixed_steps, lr=params.lr,
                                         second_lr=params.second_lr,
-                                        estimator=params.estimator)})
+                                        estimator=params.estimator), **hessian})
         frame = cells_frame(rows)
         what = (f"{params.description}; cells: n_train ∈ {{{_join(params.n_trains)}}} × width "
                 f"∈ {{{_join(params.widths)}}} × loss ∈ {{{', '.join(params.losses)}}}; "
@@ -183,12 +188,57 @@ class RegimeStudy(Study):
         cols = ["loss", "width", "n_train", "params_per_example", "shape", "peak_share",
                 "fit_share", "slope", "slope_low", "slope_high", "slope_runs", "budget_ratio",
                 "verdict", "c_eta", "c_eta_ratio", "c_eta_verdict", "gain", "gain_low",
-                "gain_high", "gain_verdict"]
+                "gain_high", "gain_verdict", "hessian_median", "hessian_min"]
         return [table("cells", result.cells[cols])]
 
     def data(self, result: RegimeResult) -> dict[str, Any]:
         return {"regime_cells": result.cells, "regime_runs": result.runs,
                 "regime_boundary": result.boundary}
+
+
+class EndHessian:
+    """Callback: the smallest eigenvalue of ∇²(L + λ/2·‖θ‖²) over the whole training set after
+    the run's last update (:func:`~l2dynamics.probes.hessian.hessian_extremes`, Lanczos)."""
+
+    def __init__(self, iters: int = 40):
+        self.iters, self.smallest = iters, math.nan
+
+    def on_step_end(self, trainer: Any, step: int, loss: Any) -> None:
+        if step != trainer.cfg.steps:
+            return
+        from l2dynamics.probes.hessian import hessian_extremes
+
+        spectrum = hessian_extremes(trainer.model, trainer.loss_fn, trainer.data.x_train,
+                                    trainer.data.y_train, lam=trainer.penalty.lam,
+                                    decayed=trainer.decay.decayed, k=1, iters=self.iters)
+        self.smallest = float(min(spectrum.bottom))
+
+
+def _hessian_ratios(params: RegimeParams, base: dict[str, Any], k: int, cells: int,
+                    log: Any) -> dict[str, Any]:
+    """λ_min(∇²L_λ)/λ at the end of each λ > 0 fixed-arm run at the main η, first seed (the
+    runs are trained again, unstored: the store keeps no weights). 1 is the value of a flat
+    direction of the data loss; below 1, the data loss curves down. Median and minimum over λ,
+    and each λ's value."""
+    if not params.hessian_iters or not params.lams:
+        return {"hessian_median": math.nan, "hessian_min": math.nan, "hessian_by_lam": "{}"}
+    import numpy as np
+
+    from l2dynamics.config import make_config
+    from l2dynamics.train import Trainer
+
+    log(f"  cell {k}/{cells}: the Hessian's smallest eigenvalue at the end of "
+        f"{len(params.lams)} runs")
+    ratios = {}
+    for lam in params.lams:
+        cfg = make_config({**base, "lr": params.lr, "lam": lam, "steps": params.fixed_steps,
+                           "seed": params.seeds[0]})
+        probe = EndHessian(params.hessian_iters)
+        Trainer(cfg, callbacks=[probe]).run()
+        ratios[lam] = probe.smallest / lam
+    values = np.array(list(ratios.values()), float)
+    return {"hessian_median": float(np.nanmedian(values)), "hessian_min": float(np.nanmin(values)),
+            "hessian_by_lam": json.dumps({f"{lam:g}": v for lam, v in ratios.items()})}
 
 
 def _join(values: Any) -> str:
