@@ -11,6 +11,7 @@ import pytest
 from l2dynamics.analysis.regime import (
     boundary_sentence,
     cell_summary,
+    map_verdict,
     regime_boundary,
 )
 
@@ -94,7 +95,14 @@ def test_the_boundary_is_stated_as_measured():
     mixed = regime_boundary(cells.assign(verdict=["holds", "does not hold", "holds",
                                                   "does not hold", "holds"]))
     assert not mixed["separates"] and "does not separate them" in boundary_sentence(mixed)
+    assert map_verdict(b) == "holds" and map_verdict(mixed) == "holds"
+    hedged = regime_boundary(cells.assign(verdict=["does not hold", "undetermined",
+                                                   "consistent", "does not hold",
+                                                   "does not hold"]))
+    assert map_verdict(hedged) == "consistent"  # a cell consistent with it: not ruled out
+    assert map_verdict(regime_boundary(cells.assign(verdict="undetermined"))) == "undetermined"
     none = regime_boundary(cells.assign(verdict="does not hold"))
+    assert map_verdict(none) == "does not hold"
     assert boundary_sentence(none).startswith("t* ∝ 1/λ held in no cell (5 cells")
 
 
@@ -118,7 +126,7 @@ def test_regime_study_runs_end_to_end_and_records_a_map(tmp_path, monkeypatch):
     summary = json.loads((out / "result.json").read_text())
     claims = [c["claim"] for c in summary["claims"]]
     assert claims[0].startswith("(n_train 64, width 8, mse;") and claims[0].endswith("t* ∝ 1/λ")
-    assert claims[-1] == "the map: where t* ∝ 1/λ holds"
+    assert claims[-1] == "the map: t* ∝ 1/λ holds in at least one cell"
     runs = pd.read_csv(out / "regime_runs.csv")
     # seeds × (two η × (λ = 0 + 3 λ) + the inverse arm's two runs not already in the fixed arm)
     assert len(runs) == 2 * (2 * 4 + 2)

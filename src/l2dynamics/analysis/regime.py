@@ -167,6 +167,19 @@ def regime_boundary(cells: pd.DataFrame, *, by: str = "params_per_example",
     return out
 
 
+def map_verdict(boundary: dict[str, Any]) -> str:
+    """The verdict on "t* ∝ 1/λ holds in at least one cell of the map": "holds" when a cell
+    holds, "does not hold" only when every cell does not, else "consistent" when a cell is
+    consistent with it, else "undetermined"."""
+    total = (boundary["holds"] + boundary["does_not_hold"] + boundary.get("consistent", 0)
+             + boundary["other"])
+    if boundary["holds"]:
+        return "holds"
+    if total and boundary["does_not_hold"] == total:
+        return "does not hold"
+    return "consistent" if boundary.get("consistent") else "undetermined"
+
+
 def boundary_sentence(boundary: dict[str, Any], by: str = "parameters per training example"
                       ) -> str:
     """The boundary in words, as measured."""
@@ -200,4 +213,4 @@ def cells_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 __all__ = ["BUDGET_RATIO", "C_ETA_RATIO", "PEAK_SHARE", "boundary_sentence", "cell_summary",
-           "cells_frame", "parameters_per_example", "regime_boundary"]
+           "cells_frame", "map_verdict", "parameters_per_example", "regime_boundary"]

@@ -155,7 +155,7 @@ class RegimeStudy(Study):
                             regime_boundary(frame), what, design)
 
     def claims(self, result: RegimeResult) -> list[Claim]:
-        from l2dynamics.analysis.regime import boundary_sentence
+        from l2dynamics.analysis.regime import boundary_sentence, map_verdict
 
         claims = []
         for cell in result.cells.to_dict(orient="records"):
@@ -171,8 +171,8 @@ class RegimeStudy(Study):
                 f"95 % t-interval of the slope, n = {cell['slope_runs']} runs: "
                 f"[{cell['slope_low']:.2f}, {cell['slope_high']:.2f}]"
                 if cell["slope_runs"] >= 3 else None))
-        claims.append(Claim("the map: where t* ∝ 1/λ holds", boundary_sentence(result.boundary),
-                            "holds" if result.boundary["holds"] else "does not hold"))
+        claims.append(Claim("the map: t* ∝ 1/λ holds in at least one cell",
+                            boundary_sentence(result.boundary), map_verdict(result.boundary)))
         return claims
 
     def figures(self, result: RegimeResult, ctx: Context) -> list[Figure]:
