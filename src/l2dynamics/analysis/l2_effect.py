@@ -17,8 +17,26 @@ from typing import Any
 
 import numpy as np
 
-from l2dynamics.analysis.intervals import welch_interval
+from l2dynamics.analysis.intervals import SeedInterval, welch_interval
 from l2dynamics.analysis.verdicts import Claim, superiority_claim
+
+
+def _clean(groups: Mapping[float, Sequence[float]]) -> dict[float, list[float]]:
+    return {float(lam): [float(v) for v in values if math.isfinite(float(v))]
+            for lam, values in groups.items()}
+
+
+def best_against_zero(groups: Mapping[float, Sequence[float]]
+                      ) -> tuple[float, SeedInterval] | None:
+    """(the best λ > 0 by seed mean, the Bonferroni-adjusted Welch interval of its mean minus
+    λ = 0's), as :func:`l2_effect_claim` judges them; None without λ = 0 or a λ > 0."""
+    clean = _clean(groups)
+    zero = clean.get(0.0, [])
+    positive = {lam: v for lam, v in clean.items() if lam > 0 and v}
+    if not zero or not positive:
+        return None
+    best = max(positive, key=lambda lam: float(np.mean(positive[lam])))
+    return best, welch_interval(positive[best], zero, level=1.0 - 0.05 / len(positive))
 
 
 def l2_effect_claim(groups: Mapping[float, Sequence[float]], *, what: str = "final test accuracy",
@@ -27,20 +45,18 @@ def l2_effect_claim(groups: Mapping[float, Sequence[float]], *, what: str = "fin
 
     `groups` maps λ to one value per seed (NaNs dropped); λ = 0 and at least one λ > 0 are
     needed, else the claim is undetermined. `label` prefixes the claim (e.g. "(BN) ")."""
-    clean = {float(lam): [float(v) for v in values if math.isfinite(float(v))]
-             for lam, values in groups.items()}
+    clean = _clean(groups)
     zero = clean.get(0.0, [])
     positive = {lam: v for lam, v in clean.items() if lam > 0 and v}
     claim = f"{label}L2 helps: the best λ > 0 beats λ = 0 on {what}"
     if not zero or not positive:
         missing = "λ = 0" if not zero else "λ > 0"
         return Claim(claim, f"no runs at {missing} with a finite {what}", "undetermined")
-    best = max(positive, key=lambda lam: float(np.mean(positive[lam])))
+    best, ci = best_against_zero(clean)
     mean_best, mean_zero = float(np.mean(positive[best])), float(np.mean(zero))
     out = superiority_claim(f"{label}L2 helps: the best λ > 0 (λ = {best:g}) beats λ = 0 on "
                             f"{what}", positive[best], zero, what="best λ − λ = 0",
                             candidates=len(positive))
-    ci = welch_interval(positive[best], zero, level=1.0 - 0.05 / len(positive))
     points = (f" [{100 * ci.low:+.2f}, {100 * ci.high:+.2f}]" if math.isfinite(ci.low)
               else "")
     out.measured = (f"{mean_best:.4f} at λ = {best:g} vs {mean_zero:.4f} at λ = 0: "
@@ -57,4 +73,4 @@ def groups_by_lam(rows: Any, column: str, *, lr: float | None = None) -> dict[fl
     return {float(lam): g[column].to_list() for lam, g in rows.groupby("lam")}
 
 
-__all__ = ["groups_by_lam", "l2_effect_claim"]
+__all__ = ["best_against_zero", "groups_by_lam", "l2_effect_claim"]

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from l2dynamics.analysis.fits import fit_power_law
-from l2dynamics.analysis.intervals import seed_interval, welch_interval
-from l2dynamics.analysis.l2_effect import groups_by_lam, l2_effect_claim
+from l2dynamics.analysis.intervals import seed_interval
+from l2dynamics.analysis.l2_effect import best_against_zero, groups_by_lam, l2_effect_claim
 from l2dynamics.analysis.verdicts import equivalence_claim, slope_claim
 
 BUDGET_RATIO = 1.25  # t* of the inverse arm within ×1.25 of the fixed arm's: budget-independent
@@ -132,14 +132,11 @@ def _c_eta_check(fixed: pd.DataFrame, lr: float, second_lr: float | None,
 
 def _gain_interval(main: pd.DataFrame) -> tuple[float, float, float]:
     """The best λ > 0's final accuracy minus λ = 0's, with its Bonferroni-adjusted Welch
-    interval (as :func:`l2_effect_claim` judges it)."""
-    groups = groups_by_lam(main, "final_acc")
-    zero = groups.get(0.0, [])
-    positive = {lam: v for lam, v in groups.items() if lam > 0 and v}
-    if not zero or not positive:
+    interval (:func:`~l2dynamics.analysis.l2_effect.best_against_zero`)."""
+    found = best_against_zero(groups_by_lam(main, "final_acc"))
+    if found is None:
         return math.nan, math.nan, math.nan
-    best = max(positive, key=lambda lam: float(np.nanmean(positive[lam])))
-    ci = welch_interval(positive[best], zero, level=1.0 - 0.05 / len(positive))
+    ci = found[1]
     return ci.mean, ci.low, ci.high
 
 
