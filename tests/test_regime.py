@@ -121,18 +121,27 @@ def test_regime_study_runs_end_to_end_and_records_a_map(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, [
         "study", "regime", "--out", str(out), "--set", "n_trains=[64]", "--set", "widths=[8]",
         "--set", "losses=[mse]", "--set", "lams=[0.1, 0.2, 0.4]", "--set", "fixed_steps=40",
-        "--set", "seeds=[0, 1]", "--set", "base.n_test=50", "--set", "base.eval_train_size=32"])
+        "--set", "seeds=[0, 1]", "--set", "base.n_test=50", "--set", "base.eval_train_size=32",
+        "--set", "cnn_n_trains=[64]", "--set", "cnn_widths=[4]", "--set", "cnn_norms=[bn]",
+        "--set", "cnn_lr=0.5", "--set", "cnn_second_lr=0.25", "--set", "cnn_fixed_steps=20",
+        "--set", "cnn_base.n_test=50", "--set", "cnn_base.eval_train_size=32"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "result.json").read_text())
     claims = [c["claim"] for c in summary["claims"]]
-    assert claims[0].startswith("(n_train 64, width 8, mse;") and claims[0].endswith("t* ∝ 1/λ")
+    assert claims[0].startswith("(FC, n_train 64, width 8, mse;") and claims[0].endswith(
+        "t* ∝ 1/λ")
+    assert claims[1].startswith("(CNN + BN, n_train 64, width 4, ce;")
     assert claims[-1] == "the map: t* ∝ 1/λ holds in at least one cell"
     runs = pd.read_csv(out / "regime_runs.csv")
+    fc, cnn = runs[runs["network"] == "fc"], runs[runs["network"] == "cnn+bn"]
     # seeds × (two η × (λ = 0 + 3 λ) + the inverse arm's two runs not already in the fixed arm)
-    assert len(runs) == 2 * (2 * 4 + 2)
-    inverse = runs[runs["steps"] != 40]
+    assert len(fc) == 2 * (2 * 4 + 2) and len(cnn) == len(fc)
+    inverse = fc[fc["steps"] != 40]
     # steps = 4/(ηλ): 40 at λ = 0.1 (the fixed arm's run, not repeated), 20 and 10
     assert sorted(inverse["steps"].unique()) == [10, 20]
+    # the CNN's λ: the FC's × (1·40)/(0.5·20) = ×4, so that λ·η·T of the fixed arm is the same
+    assert sorted(cnn.loc[cnn["lam"] > 0, "lam"].unique()) == pytest.approx([0.4, 0.8, 1.6])
+    assert sorted(cnn.loc[cnn["steps"] != 20, "steps"].unique()) == [5, 10]
     figure = summary["figures"][0]
     assert inventory_problems(read_inventory(figure["path"]), figure["series"]) == []
     cells = pd.read_csv(out / "regime_cells.csv")
@@ -140,8 +149,10 @@ def test_regime_study_runs_end_to_end_and_records_a_map(tmp_path, monkeypatch):
     assert sorted(by_lam) == ["0.1", "0.2", "0.4"] and all(math.isfinite(v)
                                                             for v in by_lam.values())
     assert cells["hessian_min"][0] == pytest.approx(min(by_lam.values()))
-    assert len(cells) == 1 and cells["params_per_example"][0] == pytest.approx(
+    assert len(cells) == 2 and cells["params_per_example"][0] == pytest.approx(
         (784 * 8 + 8 + 8 * 8 + 8 + 8 * 10 + 10) / 64)
+    assert cells["network"].tolist() == ["fc", "cnn+bn"]
+    assert math.isnan(cells["hessian_min"][1])  # FC cells only
 
 
 def test_the_selector_cites_the_recorded_map(tmp_path):

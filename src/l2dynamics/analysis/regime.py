@@ -203,10 +203,14 @@ def boundary_sentence(boundary: dict[str, Any], by: str = "parameters per traini
 
 
 def cells_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The per-cell summaries as a table sorted by loss, width and training-set size."""
+    """The per-cell summaries as a table sorted by network (FC, CNN, CNN + BN), loss, width and
+    training-set size."""
     frame = pd.DataFrame(list(rows))
-    keys = [k for k in ("loss", "width", "n_train") if k in frame]
-    return frame.sort_values(keys).reset_index(drop=True) if keys else frame
+    keys = [k for k in ("network", "loss", "width", "n_train") if k in frame]
+    order = {"fc": 0, "cnn": 1, "cnn+bn": 2}
+    return (frame.sort_values(keys, key=lambda col: col.map(lambda v: order.get(v, 3))
+                              if col.name == "network" else col).reset_index(drop=True)
+            if keys else frame)
 
 
 __all__ = ["BUDGET_RATIO", "C_ETA_RATIO", "PEAK_SHARE", "boundary_sentence", "cell_summary",

@@ -145,6 +145,8 @@ class Context:
     key: str = "study"  # figures go to out_dir/figures/<key>/
     suite: str | None = None
     workers: int = 2
+    executor: str = "local"  # "ray": the runs of studies with `distributed` go to Ray tasks
+    address: str | None = None  # the Ray cluster (HOST:PORT, auto); None: a local Ray
     data_dir: Path | None = None
     steps_scale: float = 1.0
     subset: int | None = None
@@ -214,6 +216,9 @@ class Study:
     title: ClassVar[str]
     paper: ClassVar[str]
     Params: ClassVar[type]
+    # whether its runs go where ctx.executor says (Ray tasks with executor "ray"); the others
+    # train on this machine
+    distributed: ClassVar[bool] = False
 
     def run(self, params: Any, ctx: Context) -> Any:
         raise NotImplementedError

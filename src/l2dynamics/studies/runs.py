@@ -136,11 +136,14 @@ class StoreProgress:
 
 def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
                         workers: int = 1, names: Sequence[str] | None = None,
-                        log: Callable[[str], None] | None = None) -> list[StoredRun]:
+                        log: Callable[[str], None] | None = None, executor: str = "local",
+                        address: str | None = None) -> list[StoredRun]:
     """Train the configs the store lacks, then return every config's run (in order).
 
-    ``names`` limits the metrics read back (default: all). Raises RuntimeError if a run
-    failed (an exception, not a divergence: diverged runs come back with their status)."""
+    ``executor``/``address``/``workers`` as :func:`~l2dynamics.sweep.run_sweep` (``"ray"``: one
+    Ray task per run, on the cluster at `address`). ``names`` limits the metrics read back
+    (default: all). Raises RuntimeError if a run failed (an exception, not a divergence:
+    diverged runs come back with their status)."""
     from l2dynamics.store import RunStore
     from l2dynamics.store.sqlite import pivot_metrics
     from l2dynamics.sweep import canonical, completed_runs, run_sweep
@@ -148,11 +151,13 @@ def train_through_store(configs: Sequence[Config], store_path: str | Path, *,
     start = time.perf_counter()
     refuse_unrunnable(configs, store_path)
     if log is None:
-        result = run_sweep(None, store_path, configs=list(configs), workers=workers)
+        result = run_sweep(None, store_path, configs=list(configs), workers=workers,
+                           executor=executor, address=address)
     else:
         with StoreProgress(configs, store_path, log) as progress:
             result = run_sweep(None, store_path, configs=list(configs), workers=workers,
-                               progress=progress.runs_done)
+                               progress=progress.runs_done, executor=executor,
+                               address=address)
     if result.failed:
         raise RuntimeError(f"{result.failed} of {len(configs)} runs failed: {result.errors[:2]}")
     with RunStore(store_path) as store:

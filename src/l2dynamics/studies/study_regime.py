@@ -1,11 +1,14 @@
 """Study ``regime``: where does t* ∝ 1/λ hold? A map over training-set size × width × loss on
-Fashion-MNIST.
+Fashion-MNIST, and a CNN without and with BatchNorm at two widths.
 
-Each cell (n_train, width, loss) trains a 2-hidden-layer FC network in NTK parameterization
-with SGD (full-batch when n_train ≤ ``batch_size``):
+Each FC cell (n_train, width, loss) trains a 2-hidden-layer FC network in NTK parameterization
+with SGD (full-batch when n_train ≤ ``batch_size``); each CNN cell (n_train, channels, norm,
+loss) a 4-layer CNN in standard parameterization with plain SGD, at its own η (``cnn_lr``,
+``cnn_second_lr``), budget (``cnn_fixed_steps``) and λ: the FC cells' λ scaled so that λ·η·T of
+the fixed arm, the dimensionless time the law is stated in, spans the same values. Every cell has
 
-- the **fixed-budget arm**: λ = 0 and every λ of ``lams``, ``fixed_steps`` steps each, at the
-  main η (``lr``) and at a second η (``second_lr``);
+- the **fixed-budget arm**: λ = 0 and every λ > 0 of the cell, its fixed steps each, at the
+  main η and at a second η;
 - the **inverse arm** at the main η: every λ > 0 trained until λ·η·t = ``horizon``
   (steps = horizon/(ηλ)), the budget ∝ 1/(ηλ) of the paper's protocol;
 - ``seeds`` seeds everywhere.
@@ -21,6 +24,7 @@ selector reads it (:func:`regime_rule`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -46,6 +50,46 @@ from l2dynamics.studies.base import LG, TEXT, Context, Figure, Study, param, tab
 REGIME_BASE = {"dataset": "fashion_mnist", "n_test": 2000, "model": "fc", "depth": 2,
                "parameterization": "ntk", "optimizer": "sgd", "batch_size": 256,
                "eval_per_decade": 10, "eval_train_size": 512, "norms_per_tensor": False}
+# The CNN cells: the package's 4-layer CNN (as fmnist_cnn_bn), plain SGD with batch 64 and 1 000
+# test images, sized so that its four cells run in about an hour on a 2-core CPU (a 300-step
+# timing of each width and norm, not results).
+REGIME_CNN_BASE = {"dataset": "fashion_mnist", "n_test": 1000, "model": "cnn", "depth": 4,
+                   "optimizer": "sgd", "batch_size": 64, "channels_last": True,
+                   "eval_per_decade": 10, "eval_train_size": 512, "norms_per_tensor": False}
+
+
+@dataclass(frozen=True)
+class RegimeCell:
+    """One cell of the map: a network (``"fc"``, ``"cnn"`` or ``"cnn+bn"``) of `width`
+    (hidden units or channels) on `n_train` images with one loss, and its runs' η (main and
+    second, per update), fixed-arm steps, λ > 0 (the coefficient of λ/2·‖θ‖²) and inverse-arm
+    horizon (λ·η·t)."""
+
+    network: str
+    n_train: int
+    width: int
+    loss: str
+    lr: float
+    second_lr: float
+    fixed_steps: int
+    lams: tuple[float, ...]
+    horizon: float
+    base: dict[str, Any] = field(compare=False, repr=False)
+
+    def config(self, lr: float, lam: float, steps: int, seed: int) -> dict[str, Any]:
+        return {**self.base, "n_train": self.n_train, "width": self.width, "loss": self.loss,
+                "lr": lr, "lam": lam, "steps": steps, "seed": seed}
+
+    def points(self) -> list[tuple[float, float, int]]:
+        """(η, λ, steps) of every run of this cell and one seed: both arms."""
+        fixed = [(eta, lam, self.fixed_steps) for eta in (self.lr, self.second_lr)
+                 for lam in (0.0, *self.lams)]
+        inverse = [(self.lr, lam, max(1, round(self.horizon / (self.lr * lam))))
+                   for lam in self.lams]
+        return fixed + [p for p in inverse if p not in fixed]
+
+    def label(self) -> str:
+        return f"{self.network}, n_train {self.n_train}, width {self.width}, {self.loss}"
 
 
 @dataclass
@@ -69,25 +113,48 @@ class RegimeParams:
     estimator: str = param("smoothed", Choice(ESTIMATORS), "t* estimator")
     hessian_iters: int = param(40, Int(ge=0), "Lanczos iterations for the smallest eigenvalue "
                                "of the regularized training-loss Hessian after the last update "
-                               "of each λ > 0 fixed-arm run at the main η, first seed (0: "
-                               "not measured)")
+                               "of each λ > 0 fixed-arm run at the main η, first seed, FC "
+                               "cells only (0: not measured)")
     train_threshold: float = param(0.99, Real(gt=0.0, le=1.0),
                                    "a run fits its data when its training accuracy reaches this")
     description: str = param(
-        "Fashion-MNIST (2 000 test images), FC with 2 hidden layers in NTK parameterization, "
-        "SGD with batch 256 (full-batch for 256 images)", TEXT,
+        "Fashion-MNIST: FC with 2 hidden layers in NTK parameterization, SGD with batch 256 "
+        "(full-batch for 256 images), 2 000 test images; CNN of 4 conv layers without and with "
+        "BN, SGD with batch 64, 1 000 test images", TEXT,
         "what was run, in words, for the report (the grid is appended from the design)")
 
-    def cells(self) -> list[tuple[int, int, str]]:
-        return [(n, w, loss) for loss in self.losses for w in self.widths for n in self.n_trains]
+    cnn_base: dict[str, Any] = param(REGIME_CNN_BASE, PlainMapping("lr: 0.1"),
+                                     "the CNN cells' config (flat keys) without n_train, "
+                                     "width, norm, loss, lr, λ, seed, steps")
+    cnn_widths: tuple[int, ...] = param((8, 16), Ints(Int(ge=1)),
+                                        "the CNN cells' channels (empty: no CNN cells)")
+    cnn_norms: tuple[str, ...] = param(("none", "bn"), Choices(Choice(("none", "bn"))),
+                                       "the CNN cells' normalization: none and BatchNorm")
+    cnn_n_trains: tuple[int, ...] = param((2048,), Ints(Int(ge=1)),
+                                          "the CNN cells' training-set sizes", unit="examples")
+    cnn_losses: tuple[str, ...] = param(("ce",), Choices(Choice(("mse", "ce"))),
+                                        "the CNN cells' losses")
+    cnn_lr: float = param(0.2, Real(gt=0), "the CNN cells' main η (0.02 with momentum 0.9 in "
+                          "fmnist_cnn_bn: 0.2 per update in the long run)", unit="per update")
+    cnn_second_lr: float = param(0.1, Real(gt=0), "the CNN cells' second η", unit="per update")
+    cnn_fixed_steps: int = param(1000, Int(ge=1), "steps of every CNN fixed-arm run; the CNN "
+                                 "cells' λ are lams × (lr·fixed_steps)/(cnn_lr·cnn_fixed_steps)",
+                                 unit="steps")
 
-    def points(self) -> list[tuple[float, float, int]]:
-        """(η, λ, steps) of every run of one cell and seed: both arms."""
-        fixed = [(eta, lam, self.fixed_steps) for eta in (self.lr, self.second_lr)
-                 for lam in (0.0, *self.lams)]
-        inverse = [(self.lr, lam, max(1, round(self.horizon / (self.lr * lam))))
-                   for lam in self.lams]
-        return fixed + [p for p in inverse if p not in fixed]
+    def cells(self) -> list[RegimeCell]:
+        """The FC cells (loss, width, n_train), then the CNN cells (loss, norm, width,
+        n_train)."""
+        fc = [RegimeCell("fc", n, w, loss, self.lr, self.second_lr, self.fixed_steps,
+                         tuple(self.lams), self.horizon, dict(self.base))
+              for loss in self.losses for w in self.widths for n in self.n_trains]
+        scale = (self.lr * self.fixed_steps) / (self.cnn_lr * self.cnn_fixed_steps)
+        cnn = [RegimeCell("cnn+bn" if norm == "bn" else "cnn", n, w, loss, self.cnn_lr,
+                          self.cnn_second_lr, self.cnn_fixed_steps,
+                          tuple(lam * scale for lam in self.lams), self.horizon,
+                          {**self.cnn_base, "norm": norm})
+               for loss in self.cnn_losses for norm in self.cnn_norms
+               for w in self.cnn_widths for n in self.cnn_n_trains]
+        return fc + cnn
 
 
 @dataclass
@@ -104,6 +171,7 @@ class RegimeStudy(Study):
     title = "Where t* ∝ 1/λ holds: a regime map on Fashion-MNIST"
     paper = LG
     Params = RegimeParams
+    distributed = True
 
     def run(self, params: RegimeParams, ctx: Context) -> RegimeResult:
         import pandas as pd
@@ -122,34 +190,42 @@ class RegimeStudy(Study):
 
         rows, tables = [], []
         cells = params.cells()
-        for k, (n, width, loss) in enumerate(cells, 1):
-            base = {**params.base, "n_train": n, "width": width, "loss": loss}
-            configs = [make_config({**base, "lr": lr, "lam": lam, "steps": steps, "seed": s})
-                       for lr, lam, steps in params.points() for s in params.seeds]
-            ctx.log(f"{ctx.key}: cell {k}/{len(cells)} (n_train {n}, width {width}, {loss}): "
-                    f"{len(configs)} runs")
+        for k, cell in enumerate(cells, 1):
+            configs = [make_config(cell.config(lr, lam, steps, s))
+                       for lr, lam, steps in cell.points() for s in params.seeds]
+            ctx.log(f"{ctx.key}: cell {k}/{len(cells)} ({cell.label()}): {len(configs)} runs")
             runs = train_through_store(configs, ctx.store, workers=ctx.workers,
+                                       executor=ctx.executor, address=ctx.address,
                                        names=["test_acc"], log=ctx.log)
             with RunStore(ctx.store) as st:
                 part = tstar_table(st, [r.run_id for r in runs],
                                    train_threshold=params.train_threshold)
-            part = part.assign(n_train=n, width=width, loss=loss)
-            tables.append(part)
+            keys = {"network": cell.network, "n_train": cell.n_train, "width": cell.width,
+                    "loss": cell.loss}
+            tables.append(part.assign(**keys))
             count = parameter_count(configs[0])
-            hessian = _hessian_ratios(params, base, k, len(cells), ctx.log)
-            rows.append({"n_train": n, "width": width, "loss": loss, "parameters": count,
-                         "params_per_example": parameters_per_example(count, n),
-                         **cell_summary(part, fixed_steps=params.fixed_steps, lr=params.lr,
-                                        second_lr=params.second_lr,
+            hessian = _hessian_ratios(params, cell, f"{k}/{len(cells)}", ctx.log)
+            rows.append({**keys, "parameters": count,
+                         "params_per_example": parameters_per_example(count, cell.n_train),
+                         **cell_summary(part, fixed_steps=cell.fixed_steps, lr=cell.lr,
+                                        second_lr=cell.second_lr,
                                         estimator=params.estimator), **hessian})
         frame = cells_frame(rows)
-        what = (f"{params.description}; cells: n_train ∈ {{{_join(params.n_trains)}}} × width "
-                f"∈ {{{_join(params.widths)}}} × loss ∈ {{{', '.join(params.losses)}}}; "
+        what = (f"{params.description}; FC cells: n_train ∈ {{{_join(params.n_trains)}}} × "
+                f"width ∈ {{{_join(params.widths)}}} × loss ∈ {{{', '.join(params.losses)}}}; "
                 f"λ ∈ {{0, {_join(params.lams)}}}; fixed arm {params.fixed_steps} steps at "
                 f"η ∈ {{{params.lr:g}, {params.second_lr:g}}}; inverse arm to λ·η·t = "
-                f"{params.horizon:g} at η = {params.lr:g}; {len(params.seeds)} seeds; t* "
-                f"estimator: {params.estimator}")
-        design = {"base": dict(params.base), "cells": cells, "points": params.points(),
+                f"{params.horizon:g} at the main η")
+        cnn = [c for c in cells if c.network != "fc"]
+        if cnn:
+            what += (f"; CNN cells: n_train ∈ {{{_join(params.cnn_n_trains)}}} × channels ∈ "
+                     f"{{{_join(params.cnn_widths)}}} × norm ∈ {{{', '.join(params.cnn_norms)}}}"
+                     f" × loss ∈ {{{', '.join(params.cnn_losses)}}}; λ ∈ {{0, "
+                     f"{_join(cnn[0].lams)}}}; fixed arm {params.cnn_fixed_steps} steps at "
+                     f"η ∈ {{{params.cnn_lr:g}, {params.cnn_second_lr:g}}}")
+        what += f"; {len(params.seeds)} seeds; t* estimator: {params.estimator}"
+        design = {"base": dict(params.base), "cnn_base": dict(params.cnn_base),
+                  "cells": [{**dataclasses.asdict(c), "points": c.points()} for c in cells],
                   "seeds": list(params.seeds)}
         return RegimeResult(frame, pd.concat(tables, ignore_index=True),
                             regime_boundary(frame), what, design)
@@ -159,8 +235,8 @@ class RegimeStudy(Study):
 
         claims = []
         for cell in result.cells.to_dict(orient="records"):
-            where = (f"(n_train {cell['n_train']}, width {cell['width']}, {cell['loss']}; "
-                     f"{cell['params_per_example']:.3g} parameters per example)")
+            where = (f"({_network(cell)}, n_train {cell['n_train']}, width {cell['width']}, "
+                     f"{cell['loss']}; {cell['params_per_example']:.3g} parameters per example)")
             budget = ("" if cell["budget_ok"] is None else
                       f"; inverse-arm t* / fixed-arm t* = {cell['budget_ratio']:.2f} over "
                       f"{cell['budget_runs']} runs")
@@ -185,7 +261,7 @@ class RegimeStudy(Study):
                        "the second η over the main η", series=())]
 
     def tables(self, result: RegimeResult) -> list[dict[str, Any]]:
-        cols = ["loss", "width", "n_train", "params_per_example", "shape", "peak_share",
+        cols = ["network", "loss", "width", "n_train", "params_per_example", "shape", "peak_share",
                 "fit_share", "slope", "slope_low", "slope_high", "slope_runs", "budget_ratio",
                 "verdict", "c_eta", "c_eta_ratio", "c_eta_verdict", "gain", "gain_low",
                 "gain_high", "gain_verdict", "hessian_median", "hessian_min"]
@@ -214,25 +290,25 @@ class EndHessian:
         self.smallest = float(min(spectrum.bottom))
 
 
-def _hessian_ratios(params: RegimeParams, base: dict[str, Any], k: int, cells: int,
+def _hessian_ratios(params: RegimeParams, cell: RegimeCell, which: str,
                     log: Any) -> dict[str, Any]:
     """λ_min(∇²L_λ)/λ at the end of each λ > 0 fixed-arm run at the main η, first seed (the
     runs are trained again, unstored: the store keeps no weights). 1 is the value of a flat
     direction of the data loss; below 1, the data loss curves down. Median and minimum over λ,
-    and each λ's value."""
-    if not params.hessian_iters or not params.lams:
+    and each λ's value. FC cells only: a CNN's Hessian over the whole training set costs more
+    than its runs, and BatchNorm's batch statistics over it are not those it trained with."""
+    if not params.hessian_iters or not cell.lams or cell.network != "fc":
         return {"hessian_median": math.nan, "hessian_min": math.nan, "hessian_by_lam": "{}"}
     import numpy as np
 
     from l2dynamics.config import make_config
     from l2dynamics.train import Trainer
 
-    log(f"  cell {k}/{cells}: the Hessian's smallest eigenvalue at the end of "
-        f"{len(params.lams)} runs")
+    log(f"  cell {which}: the Hessian's smallest eigenvalue at the end of "
+        f"{len(cell.lams)} runs")
     ratios = {}
-    for lam in params.lams:
-        cfg = make_config({**base, "lr": params.lr, "lam": lam, "steps": params.fixed_steps,
-                           "seed": params.seeds[0]})
+    for lam in cell.lams:
+        cfg = make_config(cell.config(cell.lr, lam, cell.fixed_steps, params.seeds[0]))
         probe = EndHessian(params.hessian_iters)
         Trainer(cfg, callbacks=[probe]).run()
         ratios[lam] = probe.smallest / lam
@@ -242,7 +318,14 @@ def _hessian_ratios(params: RegimeParams, base: dict[str, Any], k: int, cells: i
 
 
 def _join(values: Any) -> str:
-    return ", ".join(f"{v:g}" for v in values)
+    return ", ".join(f"{v:.3g}" for v in values)
+
+
+def _network(cell: dict[str, Any]) -> str:
+    """A cell's network in words ("FC", "CNN", "CNN + BN"); a map recorded before the CNN
+    cells has no network column: FC."""
+    return {"fc": "FC", "cnn": "CNN", "cnn+bn": "CNN + BN"}.get(cell.get("network") or "fc",
+                                                                 str(cell.get("network")))
 
 
 MAP_FILE = Path(__file__).resolve().parent / "suites" / "regime_map.json"
@@ -282,8 +365,9 @@ def regime_note(cfg: Any, n_train: int | None = None, path: Path | None = None) 
         gap = min(abs(math.log(c["params_per_example"] / ppe)) for c in cells)
         near = [c for c in cells if abs(math.log(c["params_per_example"] / ppe)) <= gap + 1e-9]
         text += (f" Its nearest cells ({near[0]['params_per_example']:.3g} parameters per "
-                 "example): " + "; ".join(f"{c['n_train']} images, width {c['width']}, "
-                                          f"{c['loss']}: {c['verdict']}" for c in near) + ".")
+                 "example): " + "; ".join(f"{_network(c)}, {c['n_train']} images, width "
+                                          f"{c['width']}, {c['loss']}: {c['verdict']}"
+                                          for c in near) + ".")
     if boundary.get("separates"):
         if ppe >= boundary["lowest_holding"]:
             side = "at or above the smallest value where the law held"
