@@ -809,7 +809,8 @@ def block_regime(data: Mapping[str, Any], source: str) -> str:
                  f"{c['slope']:.2f}{interval(c.get('slope_low'), c.get('slope_high'))}")
         gain = ("—" if c.get("gain") is None else
                 f"{100 * c['gain']:+.2f}{interval(c.get('gain_low'), c.get('gain_high'), 100)}")
-        rows.append([c["loss"], c["width"], c["n_train"], fmt(c["params_per_example"]),
+        network = {"fc": "FC", "cnn": "CNN", "cnn+bn": "CNN + BN"}.get(c.get("network") or "fc")
+        rows.append([network, c["loss"], c["width"], c["n_train"], fmt(c["params_per_example"]),
                      c["shape"], fmt(c["fit_share"], 2), slope, f"**{c['verdict']}**",
                      fmt(c.get("c_eta")), fmt(c.get("c_eta_ratio"), 2), gain,
                      fmt(c.get("hessian_median"), 2)])
@@ -817,7 +818,8 @@ def block_regime(data: Mapping[str, Any], source: str) -> str:
     return (generated_line(source, when=data.get("created"), command=data.get("command"))
             + f"\n\n{_md_escape(data['description'])}. Measured on {data.get('machine')} in "
             f"{minutes:.0f} min.\n\n**{_md_escape(data['sentence'])}**\n\n"
-            + md_table(["loss", "width", "training images", "parameters per example",
+            + md_table(["network", "loss", "width (CNN: channels)", "training images",
+                        "parameters per example",
                         "accuracy", "share fitting", "slope of t* (95 % CI)", "t* ∝ 1/λ",
                         "c·η", "c·η at η₂ / η₁", "best λ − λ = 0, points (CI)",
                         "λ_min(∇²L_λ)/λ, median over λ"], rows))

@@ -51,7 +51,11 @@ def main() -> None:
                                   for k, v in boundary.items()})
     design = result["design"]
     network = (f"a {design['base'].get('depth')}-hidden-layer FC network in "
-               f"{design['base'].get('parameterization')} parameterization on Fashion-MNIST")
+               f"{design['base'].get('parameterization')} parameterization")
+    if any(cell.get("network", "fc") != "fc" for cell in design["cells"]):
+        network += (f" and a {design['cnn_base'].get('depth')}-layer CNN without and with "
+                    "BatchNorm")
+    network += " on Fashion-MNIST"
     record = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs)",
@@ -71,7 +75,7 @@ def main() -> None:
     rule = {"source": "benchmarks/results/regime.json", "created": record["created"],
             "measured_on": result["description"].split(";")[0], "network": network,
             "boundary": boundary, "sentence": sentence,
-            "cells": [{k: row.get(k) for k in ("n_train", "width", "loss",
+            "cells": [{k: row.get(k) for k in ("network", "n_train", "width", "loss",
                                                "params_per_example", "verdict")}
                       for row in rows]}
     package = ROOT / "src" / "l2dynamics" / "studies" / "suites" / "regime_map.json"

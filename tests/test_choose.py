@@ -101,7 +101,7 @@ def test_choose_end_to_end_accounts_for_every_step(tmp_path):
         assert probe.steps < 400 and not probe.full
     assert choice.wall_seconds > 0
     # the premise check cites the recorded regime map (issue 22), shipped with the package
-    assert choice.regime and choice.premise.reason.endswith(f"Regime map: {choice.regime}")
+    assert choice.regime and f"Regime map: {choice.regime}" in choice.premise.reason
     assert "t* ∝ 1/λ held in" in choice.regime
     again = choose_lambda(TINY, 400, store=tmp_path / "s.sqlite")  # read back, same answer
     assert again.lam == choice.lam and again.compute_steps == choice.compute_steps
@@ -189,3 +189,27 @@ def test_search_space_for_a_users_optuna_study():
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     study.optimize(lambda trial: suggest_lambda(trial, cfg, 1000), n_trials=5)
     assert all(low <= t.params["lam"] <= high for t in study.trials)
+
+
+def test_the_map_overrules_agreeing_probes_where_it_measured_the_law_failing(tmp_path,
+                                                                              monkeypatch):
+    import json
+
+    from l2dynamics.studies import choose
+
+    agree = choose.PremiseCheck(True, 3, [0.8, 0.9, 1.0], 1.25, "3 of 3 probes agree")
+    monkeypatch.setattr(choose, "check_premise", lambda probes: agree)
+    path = tmp_path / "map.json"
+    rule = {"measured_on": "test", "sentence": "held above 1e6, failed below 1e5.",
+            "boundary": {"holds": 1, "does_not_hold": 1, "other": 0, "separates": True,
+                         "lowest_holding": 1e6, "highest_failing": 1e5}}
+    path.write_text(json.dumps(rule))
+    monkeypatch.setattr("l2dynamics.studies.study_regime.MAP_FILE", path)
+    choice = choose_lambda(TINY, 200, store=tmp_path / "s.sqlite")
+    assert choice.route == "search" and not choice.premise.holds
+    assert "the map puts this config where t* ∝ 1/λ failed" in choice.premise.reason
+    # a map whose verdicts no variable separates leaves the decision to the probes
+    path.write_text(json.dumps({**rule, "boundary": {**rule["boundary"], "separates": False}}))
+    agree.holds, agree.reason = True, "3 of 3 probes agree"
+    choice = choose_lambda(TINY, 200, store=tmp_path / "s.sqlite")
+    assert choice.route == "prediction" and "the probes decide" in choice.premise.reason

@@ -276,7 +276,8 @@ def test_every_choice_list_in_help_is_complete():
 
     theory_init = TheoryStudy.__dataclass_fields__["theory_init"].metadata
     expected = {
-        ("sweep", "executor"): EXECUTORS, ("sweep", "engine"): ENGINES,
+        ("sweep", "executor"): EXECUTORS, ("study", "executor"): EXECUTORS,
+        ("reproduce", "executor"): EXECUTORS, ("sweep", "engine"): ENGINES,
         ("study", "suite"): SUITES, ("reproduce", "suite"): SUITES,
         ("theory", "theory_init"): theory_init["constraint"].options,
         ("norms", "which"): NORM_STUDIES, ("norms", "cases"): tuple(CASES),

@@ -302,3 +302,47 @@ def test_cli_ray_executor(ray_address, tmp_path):
                               "--address", f"127.0.0.1:{_free_port()}"])
     assert res.exit_code == 2 and "no Ray cluster answers" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not fresh.exists()
+
+
+@pytest.mark.slow  # two tiny regime studies on the shared cluster and here: ~15 s
+def test_a_study_trains_its_runs_as_ray_tasks(ray_address, tmp_path):
+    sets = []
+    for item in ("base.dataset=digits", "base.n_test=50", "base.eval_train_size=32",
+                 "n_trains=[64]", "widths=[8]", "losses=[mse]", "lams=[0.1, 0.4]",
+                 "fixed_steps=30", "seeds=[0]", "cnn_widths=[]", "hessian_iters=0"):
+        sets += ["--set", item]
+    runner = CliRunner()
+    res = runner.invoke(app, ["study", "regime", "--out", str(tmp_path / "ray"), "--executor",
+                              "ray", "--address", ray_address, *sets])
+    assert res.exit_code == 0, res.output
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a Ray task with one CPU
+    try:
+        res = runner.invoke(app, ["study", "regime", "--out", str(tmp_path / "local"), *sets])
+    finally:
+        torch.set_num_threads(threads)
+    assert res.exit_code == 0, res.output
+    a, b = stored(tmp_path / "ray" / "runs.sqlite"), stored(tmp_path / "local" / "runs.sqlite")
+    # two η × (λ = 0 + 2 λ) + the inverse arm's two runs (4/(ηλ) = 40 and 10 steps)
+    assert len(a) == 8 and a.keys() == b.keys()
+    for key in a:
+        assert a[key] == b[key], key
+    # a study whose runs are not Ray tasks is refused, before anything is written
+    res = runner.invoke(app, ["study", "norm_traces", "--out", str(tmp_path / "n"),
+                              "--executor", "ray", "--address", ray_address])
+    assert res.exit_code == 2 and "norm_traces trains on this machine only" in res.output
+    assert "regime" in res.output and not (tmp_path / "n").exists()
+
+
+def test_a_suite_on_ray_names_the_studies_that_train_here():
+    pytest.importorskip("ray")
+    from l2dynamics.studies.registry import get_study
+    from l2dynamics.studies.reproduce import check_study_executor
+
+    pairs = [(key, get_study(key)) for key in ("regime", "norm_traces", "fmnist_cnn_bn",
+                                               "fmnist_tstar", "theory")]
+    assert check_study_executor("ray", None, 2, pairs, refuse=False) == ["norm_traces",
+                                                                          "theory"]
+    assert check_study_executor("local", None, 2, pairs) == []
+    with pytest.raises(ConfigError, match="address needs executor 'ray'"):
+        check_study_executor("local", "127.0.0.1:1", 2, pairs)

@@ -42,19 +42,24 @@ def show(outcome: Any, written: list[Path]) -> None:
 def drive(study: Any, params: Any, *, key: str, out_dir: Path, store: Path | None = None,
           workers: int = 1, data_dir: Path | None = None, steps_scale: float = 1.0,
           subset: int | None = None, fast: bool = True, suite: str | None = None,
-          ) -> Any:
-    """Run `study` with `params`, show the outcome and write it under `out_dir`."""
+          executor: str = "local", address: str | None = None) -> Any:
+    """Run `study` with `params`, show the outcome and write it under `out_dir`. With
+    ``executor="ray"`` its runs are Ray tasks on the cluster at `address` (studies whose
+    ``distributed`` is set; the others are refused)."""
     from l2dynamics.studies.base import Context, execute, write_outcome
+    from l2dynamics.studies.reproduce import check_study_executor
 
     if workers < 1:
         raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+    check_study_executor(executor, address, workers, [(key, study)])
     store = store if store is not None else out_dir / "runs.sqlite"
     if store.exists():
         open_store(store)  # an unusable --store: one line, exit 2, before any run starts
     # nothing is written before the study has checked its inputs (the store and the figure
     # folders are created when the first run or figure needs them)
-    ctx = Context(out_dir, store, key=key, suite=suite, workers=workers, data_dir=data_dir,
-                  steps_scale=steps_scale, subset=subset, fast=fast, log=log)
+    ctx = Context(out_dir, store, key=key, suite=suite, workers=workers, executor=executor,
+                  address=address, data_dir=data_dir, steps_scale=steps_scale, subset=subset,
+                  fast=fast, log=log)
     outcome = execute(study, params, ctx)
     show(outcome, write_outcome(outcome, out_dir))
     return outcome
@@ -81,6 +86,12 @@ def study(
                                       "run's steps."),
     subset: int | None = typer.Option(None, "--subset", help="Paper configs: training "
                                       "examples."),
+    executor: str = typer.Option("local", "--executor", help="local | ray: where the runs "
+                                 "train (ray: one Ray task per run; studies regime, tstar, "
+                                 "fmnist_tstar and fmnist_cnn_bn)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster to join (HOST:PORT, "
+                                       "auto, ray://…); default: a Ray instance on this "
+                                       "machine. Needs --executor ray."),
 ) -> None:
     """Run one study: print its tables and verdicts, write its figures and data."""
     from l2dynamics.studies.base import parse_sets
@@ -91,7 +102,7 @@ def study(
     entry_key, unit, params = resolve_study(key, suite, parse_sets(overrides))
     drive(unit, params, key=entry_key, out_dir=out_dir or Path("out") / entry_key,
           store=store, workers=workers, data_dir=data_dir, steps_scale=steps_scale,
-          subset=subset, suite=suite)
+          subset=subset, suite=suite, executor=executor, address=address)
 
 
 @app.command()
@@ -117,6 +128,13 @@ def reproduce(
                                        "headless Chromium and check images and console."),
     bf16: bool = typer.Option(True, "--bf16/--fp32", help="paper suite on a GPU: bf16 autocast "
                               "and channels_last (--fp32: plain float32)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray: where the runs "
+                                 "train (ray: one Ray task per run of the studies regime, "
+                                 "tstar, fmnist_tstar and fmnist_cnn_bn; the others train "
+                                 "here)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster to join (HOST:PORT, "
+                                       "auto, ray://…); default: a Ray instance on this "
+                                       "machine. Needs --executor ray."),
 ) -> None:
     """Reproduce both papers: every study of a suite, its figures and verdicts, one report."""
     from l2dynamics.report.html import verdict_counts
@@ -131,7 +149,8 @@ def reproduce(
         else ["--suite", suite, "--out", str(out_dir)])
     summary = run_suite(suite, out_dir, store=store, workers=workers, only=only or None,
                         data_dir=data_dir, steps_scale=steps_scale, subset=subset,
-                        fast=bf16, command=command.strip(), log=log)
+                        fast=bf16, command=command.strip(), log=log, executor=executor,
+                        address=address)
     for entry in summary["studies"]:
         out.print(f"[bold]{entry['key']}[/] ({entry['status']}, "
                   f"{entry['wall_seconds']:.0f} s)")

@@ -16,6 +16,11 @@ its accuracy at T. Only λ with x ≲ :data:`PLATEAU_K` need full-length runs.
    data (training accuracy ≥ ``train_threshold``) by their t* (the plateau onset of the
    selection metric), and do their c = λ·Φ(t*) agree within a factor
    :data:`C_AGREEMENT`? That is the t* ∝ 1/λ law the one-short-run prediction rests on.
+   The recorded regime map (study ``regime``, :func:`~l2dynamics.studies.study_regime.
+   regime_note`) is cited beside it; where the map's verdicts are separated by parameters per
+   training example and this config lies on the side where the law failed
+   (:func:`~l2dynamics.studies.study_regime.regime_side`), the premise fails whatever the
+   probes say. Where the map draws no boundary, the probes decide, and the reason says so.
 3. **Prediction** where it holds: λ_pred = ĉ/Φ(T) (ĉ the geometric mean of the probes' c,
    the interval from their range), one full run at λ_pred.
    **Search** where it does not: a full run at x = PLATEAU_K (the smallest λ that plateaus
@@ -146,10 +151,16 @@ def choose_lambda(config: Config | dict[str, Any], budget: int, *,
               for f in PROBE_FRACTIONS]
     runner.run([(0.0, "λ = 0"), *[(lam, "probe") for lam in probes]])
     premise = check_premise(runner.by_role("probe"))
-    from l2dynamics.studies.study_regime import regime_note
+    from l2dynamics.studies.study_regime import regime_note, regime_side
 
     regime = regime_note(cfg)  # the premise check cites the recorded map beside the probes
     premise.reason += f". Regime map: {regime}"
+    if premise.holds and regime_side(cfg) == "failing":
+        premise.holds = False  # the map measured the law failing where this config lies
+        premise.reason += (" The probes agree, but the map puts this config where t* ∝ 1/λ "
+                           "failed: the one-short-run prediction is not used")
+    elif regime_side(cfg) is None:
+        premise.reason += " (the map draws no boundary: the probes decide)"
     say(f"premise: {premise.reason}")
     if premise.holds:
         c_hat = math.exp(float(np.mean(np.log(premise.c_values))))

@@ -61,8 +61,13 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
               store: str | Path | None = None, workers: int = 2,
               only: Sequence[str] | None = None, data_dir: str | Path | None = None,
               steps_scale: float = 1.0, subset: int | None = None, fast: bool = True,
-              command: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every study of `suite` (or the entries in `only`), write the report; the summary."""
+              command: str | None = None, log: Callable[[str], None] = print,
+              executor: str = "local", address: str | None = None) -> dict[str, Any]:
+    """Run every study of `suite` (or the entries in `only`), write the report; the summary.
+
+    ``executor="ray"``: the runs of the studies whose ``distributed`` is set are Ray tasks on
+    the cluster at `address` (default: a Ray instance on this machine); the others train here,
+    and the log says so."""
     import time
 
     from l2dynamics.provenance import machine, versions
@@ -78,6 +83,13 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
             raise ConfigError(f"unknown studies {unknown} for suite {suite!r}; available: "
                               f"{', '.join(spec.keys())}")
         entries = [e for e in entries if e.key in only]
+    from l2dynamics.studies.registry import get_study
+
+    local = check_study_executor(executor, address, workers,
+                                 [(e.key, get_study(e.study)) for e in entries], refuse=False)
+    if local:
+        log(f"--executor ray: {', '.join(local)} train on this machine (their runs are not "
+            "Ray tasks)")
     if data_dir is None and any(entry_reads_user_files(e) for e in entries):
         raise ConfigError(f"the {suite} suite needs --data-dir (MNIST and CIFAR-10 files); "
                           "its Fashion-MNIST studies run without it (--only KEY)")
@@ -85,12 +97,11 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
     out.mkdir(parents=True, exist_ok=True)
     store_path = Path(store) if store is not None else out / "runs.sqlite"
     store_path.parent.mkdir(parents=True, exist_ok=True)
-    ctx = Context(out, store_path, suite=suite, workers=workers,
-                  data_dir=Path(data_dir) if data_dir else None, steps_scale=steps_scale,
-                  subset=subset, fast=fast, log=log)
+    ctx = Context(out, store_path, suite=suite, workers=workers, executor=executor,
+                  address=address, data_dir=Path(data_dir) if data_dir else None,
+                  steps_scale=steps_scale, subset=subset, fast=fast, log=log)
     command = command or f"l2dynamics reproduce --suite {suite} --out {out}"
     records, start = [], time.perf_counter()
-    from l2dynamics.studies.registry import get_study
 
     for k, entry in enumerate(entries, 1):
         log(f"== study {k}/{len(entries)}, {entry.key}: "
@@ -105,6 +116,27 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
                "changelog": spec.changelog, "runs": store_runs(store_path)}
     render_report(summary, out)
     return summary
+
+
+def check_study_executor(executor: str, address: str | None, workers: int | None,
+                         studies: Sequence[tuple[str, Any]], *, refuse: bool = True) -> list[str]:
+    """Check the executor options before anything runs (:func:`~l2dynamics.sweep.
+    check_executor`: Ray installed, something listening at `address`). With ``"ray"``, the keys
+    of the (key, study) pairs whose runs cannot be Ray tasks: refused when `refuse`, else
+    returned (they train on this machine)."""
+    from l2dynamics.sweep import check_executor
+
+    check_executor(executor, workers=workers, address=address)
+    if executor != "ray":
+        return []
+    local = [key for key, study in studies if not study.distributed]
+    if local and refuse:
+        from l2dynamics.studies.registry import STUDIES, get_study
+
+        able = sorted(k for k in STUDIES if get_study(k).distributed)
+        raise ConfigError(f"{', '.join(local)} trains on this machine only: its runs are not "
+                          f"Ray tasks; --executor ray applies to the studies {', '.join(able)}")
+    return local
 
 
 def store_runs(store: Path) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class CnnBnStudy(Study):
     title = "Fashion-MNIST (CNN ± BN): L2's effect, t* ∝ 1/λ, and λ as an effective LR"
     paper = f"{LG}; {VL}"
     Params = CnnBnParams
+    distributed = True
 
     def run(self, params: CnnBnParams, ctx: Context) -> CnnBnResult:
         import pandas as pd
@@ -103,6 +104,7 @@ class CnnBnStudy(Study):
                        for lr, lam in points for seed in params.seeds]
             ctx.log(f"{ctx.key} (norm={norm}): {len(configs)} runs of {params.steps} steps")
             runs = train_through_store(configs, ctx.store, workers=ctx.workers,
+                                       executor=ctx.executor, address=ctx.address,
                                        names=["test_acc"], log=ctx.log)
             with RunStore(ctx.store) as st:
                 part = tstar_table(st, [r.run_id for r in runs],

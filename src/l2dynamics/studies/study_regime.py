@@ -255,7 +255,8 @@ class RegimeStudy(Study):
         from l2dynamics.report.regime import plot_regime_map
 
         return [Figure(plot_regime_map(result.cells, ctx.figure("regime_map.png")),
-                       "per cell (training-set size × width, one row per loss): the verdict on "
+                       "per cell (training-set size × width, one row per network and loss): "
+                       "the verdict on "
                        "t* ∝ 1/λ, whether accuracy peaks, the share of runs that fit their "
                        "training data, the gain of the best λ over λ = 0 (points) and c·η at "
                        "the second η over the main η", series=())]
@@ -343,6 +344,24 @@ def regime_rule(path: Path | None = None) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def regime_side(cfg: Any, n_train: int | None = None, path: Path | None = None) -> str | None:
+    """Which side of the recorded map's boundary `cfg` falls on, by its parameters per training
+    example: ``"holding"`` (at or above the smallest value where t* ∝ 1/λ held), ``"failing"``
+    (at or below the largest where it did not), ``"between"``; None when no map is recorded,
+    the map's verdicts are not separated by that variable, or the training-set size is
+    unknown. The λ selector does not predict on the failing side."""
+    rule = regime_rule(path)
+    n = cfg.n_train or n_train
+    if rule is None or not n or not rule["boundary"].get("separates"):
+        return None
+    from l2dynamics.train.grouping import parameter_count
+
+    ppe, boundary = parameter_count(cfg) / n, rule["boundary"]
+    if ppe >= boundary["lowest_holding"]:
+        return "holding"
+    return "failing" if ppe <= boundary["highest_failing"] else "between"
+
+
 def regime_note(cfg: Any, n_train: int | None = None, path: Path | None = None) -> str:
     """What the recorded regime map says about `cfg`, in one sentence: its parameters per
     training example (`n_train` when the config leaves it to the dataset), where the map put
@@ -357,7 +376,6 @@ def regime_note(cfg: Any, n_train: int | None = None, path: Path | None = None) 
     if not n:
         return f"regime map: {rule['sentence']}"
     ppe = parameter_count(cfg) / n
-    boundary = rule["boundary"]
     text = (f"{ppe:.3g} parameters per training example; the regime map "
             f"({rule['measured_on']}): {rule['sentence']}")
     cells = [c for c in rule.get("cells", []) if c.get("params_per_example")]
@@ -368,14 +386,12 @@ def regime_note(cfg: Any, n_train: int | None = None, path: Path | None = None) 
                  "example): " + "; ".join(f"{_network(c)}, {c['n_train']} images, width "
                                           f"{c['width']}, {c['loss']}: {c['verdict']}"
                                           for c in near) + ".")
-    if boundary.get("separates"):
-        if ppe >= boundary["lowest_holding"]:
-            side = "at or above the smallest value where the law held"
-        elif ppe <= boundary["highest_failing"]:
-            side = "at or below the largest value where it failed"
-        else:
-            side = "between the two, where the map has no cell"
-        text += f" This config is {side}"
+    side = regime_side(cfg, n_train, path)
+    if side is not None:
+        text += " This config is " + {
+            "holding": "at or above the smallest value where the law held",
+            "failing": "at or below the largest value where it failed",
+            "between": "between the two, where the map has no cell"}[side]
         text += (f"; the map is of {rule['network']}, and other networks may differ."
                  if rule.get("network") else ".")
     return text

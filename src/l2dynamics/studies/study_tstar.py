@@ -95,6 +95,7 @@ class TstarStudy(Study):
     title = "t* ∝ 1/λ and the collapse"
     paper = LG
     Params = TstarParams
+    distributed = True
 
     def run(self, params: TstarParams, ctx: Context) -> TstarResult:
         from l2dynamics.studies.suite import paper_spec, paper_what
@@ -125,6 +126,7 @@ class TstarStudy(Study):
         ctx.log(f"{ctx.key}{label}: {len(configs)} runs")
         with StoreProgress(configs, ctx.store, lambda line: ctx.log(f"  {line}")) as progress:
             result = run_sweep(plan, ctx.store, configs=configs, workers=ctx.workers,
+                               executor=ctx.executor, address=ctx.address,
                                progress=progress.runs_done)
         if result.failed:
             raise RuntimeError(f"{result.failed} runs failed: {result.errors[:2]}")
