@@ -73,7 +73,7 @@ def main() -> None:
     for fig in result["figures"]:
         shutil.copy2(fig["path"], figures / Path(fig["path"]).name)
     rule = {"source": "benchmarks/results/regime.json", "created": record["created"],
-            "measured_on": result["description"].split(";")[0], "network": network,
+            "measured_on": result["description"].split("; FC cells")[0], "network": network,
             "boundary": boundary, "sentence": sentence,
             "cells": [{k: row.get(k) for k in ("network", "n_train", "width", "loss",
                                                "params_per_example", "verdict")}

@@ -55,8 +55,12 @@ def _numeric(ax: Any, values: np.ndarray, cmap: str, vmin: float, vmax: float, f
                       for v in row] for row in values])
     image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", aspect="auto")
     for (i, j), value in np.ndenumerate(data):
+        dark = False
+        if math.isfinite(value):  # white on the colour map's dark end (clipped values too)
+            r, g, b, _ = image.cmap(image.norm(value))
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.45
         ax.text(j, i, "—" if not math.isfinite(value) else format(value, fmt), ha="center",
-                va="center", fontsize=7)
+                va="center", fontsize=7, color="white" if dark else "black")
     fig.colorbar(image, ax=ax, label=label, shrink=0.8)
 
 
@@ -65,7 +69,7 @@ def plot_regime_map(cells: Any, path: str | Path) -> Path:
     runs that peak), the share of runs that fit their training data, the gain of the best λ over
     λ = 0 in points (★: its interval excludes 0), and c·η at the second η over the main η."""
     rows = _rows(cells)
-    fig, axes = plt.subplots(len(rows), 5, figsize=(19, 3.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 5, figsize=(19, 3.9 * len(rows)), squeeze=False)
     for row, (name, mine) in enumerate(rows):
         ns, widths, verdicts = _grid(mine, "verdict")
         slopes = _grid(mine, "slope")[2]
@@ -101,7 +105,7 @@ def plot_regime_map(cells: Any, path: str | Path) -> Path:
             ax.set_xlim(-0.5, len(ns) - 0.5)
             ax.set_ylim(-0.5, len(widths) - 0.5)
             ax.set(xlabel="training images", ylabel="channels" if "CNN" in name else "width",
-                   title=f"{name}: {title}")
+                   title=f"{name}:\n{title}")
     fig.tight_layout()
     return save_figure(fig, path)
 
