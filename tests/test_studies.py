@@ -399,6 +399,26 @@ def test_store_progress_logs_while_a_batch_trains(tmp_path):
     assert lines[-1].startswith("runs 2/2 done, steps 600/600 (100 %)")  # the end is logged
 
 
+def test_store_progress_never_creates_the_store(tmp_path):
+    # A progress thread that created the file raced the batch: the Ray executor's "all done?"
+    # check (create=False) then found a SQLite file without its tables and failed the study.
+    import time
+
+    from l2dynamics.config import make_config
+    from l2dynamics.studies.runs import StoreProgress, train_through_store
+
+    path = tmp_path / "s.sqlite"
+    configs = [make_config(dataset="digits", steps=50, n_train=64)]
+    lines: list[str] = []
+    with StoreProgress(configs, path, lines.append, every_seconds=0.01) as progress:
+        time.sleep(0.3)
+        assert not path.exists()
+        train_through_store(configs, path)  # the batch creates it; progress then reads it
+        time.sleep(0.3)
+        progress.runs_done(1, 1)
+    assert lines and lines[-1].startswith("runs 1/1 done, steps 50/50 (100 %)")
+
+
 def test_store_progress_that_cannot_read_the_store_says_so_once(tmp_path):
     from l2dynamics.config import make_config
     from l2dynamics.studies.runs import StoreProgress

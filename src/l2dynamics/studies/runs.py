@@ -101,12 +101,33 @@ class StoreProgress:
         return (f"runs {self.runs}/{self.total_runs} done, steps {steps:,}/"
                 f"{self.total_steps:,} ({share:.0f} %), {elapsed:.0f} s{eta}")
 
-    def _poll(self) -> None:
+    def _open(self) -> Any:
+        """The store, read-only in spirit: None while it does not exist yet or is being
+        created. Progress never creates the store: a second creator racing the batch's own
+        would let the batch find a file without its tables."""
         from l2dynamics.errors import StoreError
         from l2dynamics.store import RunStore
 
+        path = Path(self.store_path)
+        if not path.exists():
+            return None
+        if not path.is_file():  # a folder, say: it will never be a store
+            return RunStore(path, create=False)  # raises StoreError
         try:
-            with RunStore(self.store_path) as store:
+            return RunStore(path, create=False)
+        except StoreError:  # a file without its tables yet: being created
+            return None
+
+    def _poll(self) -> None:
+        from l2dynamics.errors import StoreError
+
+        try:
+            opened = self._open()
+            while opened is None:  # the batch creates the store; look again shortly
+                if self._stop.wait(min(0.5, self.every_seconds)):
+                    return
+                opened = self._open()
+            with opened as store:
                 self.start_steps = self.steps_done(store)
                 ticks = 0
                 while not self._stop.wait(self.every_seconds):
