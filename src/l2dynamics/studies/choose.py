@@ -16,11 +16,10 @@ its accuracy at T. Only λ with x ≲ :data:`PLATEAU_K` need full-length runs.
    data (training accuracy ≥ ``train_threshold``) by their t* (the plateau onset of the
    selection metric), and do their c = λ·Φ(t*) agree within a factor
    :data:`C_AGREEMENT`? That is the t* ∝ 1/λ law the one-short-run prediction rests on.
-   The recorded regime map (study ``regime``, :func:`~l2dynamics.studies.study_regime.
-   regime_note`) is cited beside it; where the map's verdicts are separated by parameters per
-   training example and this config lies on the side where the law failed
-   (:func:`~l2dynamics.studies.study_regime.regime_side`), the premise fails whatever the
-   probes say. Where the map draws no boundary, the probes decide, and the reason says so.
+   The recorded regime map (study ``regime``, ``regime_note``) is cited beside it; where the
+   map's verdicts are separated by parameters per training example and this config lies on
+   the side where the law failed (``regime_side``), the premise fails whatever the probes
+   say. Where the map draws no boundary, the probes decide, and the reason says so.
 3. **Prediction** where it holds: λ_pred = ĉ/Φ(T) (ĉ the geometric mean of the probes' c,
    the interval from their range), one full run at λ_pred.
    **Search** where it does not: a full run at x = PLATEAU_K (the smallest λ that plateaus

@@ -120,8 +120,9 @@ def reproduce(suite: str = "mini", out_dir: str | Path = "report", *,
 
 def check_study_executor(executor: str, address: str | None, workers: int | None,
                          studies: Sequence[tuple[str, Any]], *, refuse: bool = True) -> list[str]:
-    """Check the executor options before anything runs (:func:`~l2dynamics.sweep.
-    check_executor`: Ray installed, something listening at `address`). With ``"ray"``, the keys
+    """Check the executor options before anything runs (``check_executor`` of
+    :mod:`l2dynamics.sweep`: Ray installed, something listening at `address`). With ``"ray"``,
+    the keys
     of the (key, study) pairs whose runs cannot be Ray tasks: refused when `refuse`, else
     returned (they train on this machine)."""
     from l2dynamics.sweep import check_executor
