@@ -803,13 +803,15 @@ def block_regime(data: Mapping[str, Any], source: str) -> str:
             return ""
         return f" [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
 
+    from l2dynamics.analysis.regime import NETWORK_NAMES
+
     rows = []
     for c in data["cells"]:
         slope = ("—" if c.get("slope") is None else
                  f"{c['slope']:.2f}{interval(c.get('slope_low'), c.get('slope_high'))}")
         gain = ("—" if c.get("gain") is None else
                 f"{100 * c['gain']:+.2f}{interval(c.get('gain_low'), c.get('gain_high'), 100)}")
-        network = {"fc": "FC", "cnn": "CNN", "cnn+bn": "CNN + BN"}.get(c.get("network") or "fc")
+        network = NETWORK_NAMES.get(c.get("network") or "fc", c.get("network"))
         rows.append([network, c["loss"], c["width"], c["n_train"], fmt(c["params_per_example"]),
                      c["shape"], fmt(c["fit_share"], 2), slope, f"**{c['verdict']}**",
                      fmt(c.get("c_eta")), fmt(c.get("c_eta_ratio"), 2), gain,

@@ -41,6 +41,7 @@ from l2dynamics.analysis.intervals import seed_interval
 from l2dynamics.analysis.l2_effect import best_against_zero, groups_by_lam, l2_effect_claim
 from l2dynamics.analysis.verdicts import equivalence_claim, slope_claim
 
+NETWORK_NAMES = {"fc": "FC", "cnn": "CNN", "cnn+bn": "CNN + BN"}  # the map's networks, in order
 BUDGET_RATIO = 1.25  # t* of the inverse arm within ×1.25 of the fixed arm's: budget-independent
 C_ETA_RATIO = 1.5  # c·η at two learning rates within ×1.5: η-independent
 PEAK_SHARE = 0.5  # a cell "peaks" when at least this share of its λ > 0 runs does
@@ -207,11 +208,12 @@ def cells_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     training-set size."""
     frame = pd.DataFrame(list(rows))
     keys = [k for k in ("network", "loss", "width", "n_train") if k in frame]
-    order = {"fc": 0, "cnn": 1, "cnn+bn": 2}
-    return (frame.sort_values(keys, key=lambda col: col.map(lambda v: order.get(v, 3))
+    order = {name: k for k, name in enumerate(NETWORK_NAMES)}
+    return (frame.sort_values(keys, key=lambda col: col.map(lambda v: order.get(v, len(order)))
                               if col.name == "network" else col).reset_index(drop=True)
             if keys else frame)
 
 
-__all__ = ["BUDGET_RATIO", "C_ETA_RATIO", "PEAK_SHARE", "boundary_sentence", "cell_summary",
-           "cells_frame", "map_verdict", "parameters_per_example", "regime_boundary"]
+__all__ = ["BUDGET_RATIO", "C_ETA_RATIO", "NETWORK_NAMES", "PEAK_SHARE", "boundary_sentence",
+           "cell_summary", "cells_frame", "map_verdict", "parameters_per_example",
+           "regime_boundary"]

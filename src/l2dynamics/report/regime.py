@@ -9,14 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from l2dynamics.analysis.regime import NETWORK_NAMES
 from l2dynamics.report.figures import plt, save_figure
 
 VERDICT_COLOURS = {"holds": "#2e7d32", "consistent": "#9ccc65", "does not hold": "#c62828",
                    "undetermined": "#bdbdbd"}
 SHAPE_COLOURS = {"peak": "#1565c0", "plateau": "#bdbdbd", "no runs": "#ffffff"}
-
-
-NETWORK_NAMES = {"fc": "FC", "cnn": "CNN", "cnn+bn": "CNN + BN"}
 
 
 def _rows(cells: Any) -> list[tuple[str, Any]]:

@@ -154,11 +154,12 @@ def choose_lambda(config: Config | dict[str, Any], budget: int, *,
 
     regime = regime_note(cfg)  # the premise check cites the recorded map beside the probes
     premise.reason += f". Regime map: {regime}"
-    if premise.holds and regime_side(cfg) == "failing":
+    side = regime_side(cfg)
+    if premise.holds and side == "failing":
         premise.holds = False  # the map measured the law failing where this config lies
         premise.reason += (" The probes agree, but the map puts this config where t* ∝ 1/λ "
                            "failed: the one-short-run prediction is not used")
-    elif regime_side(cfg) is None:
+    elif side is None:
         premise.reason += " (the map draws no boundary: the probes decide)"
     say(f"premise: {premise.reason}")
     if premise.holds:

@@ -45,6 +45,19 @@ def refuse_unrunnable(configs: Sequence[Config], store_path: str | Path) -> None
     check_sweep_memory([c for c in configs if canonical(c) not in done])
 
 
+def tstar_runs(configs: Sequence[Config], ctx: Any, *, train_threshold: float) -> pd.DataFrame:
+    """Train `configs` through the study context's store, workers and executor
+    (:func:`train_through_store`, with its progress in ``ctx.log``) and return their t* table
+    (:func:`~l2dynamics.analysis.tstar.tstar_table`), one row per config in order."""
+    from l2dynamics.analysis.tstar import tstar_table
+    from l2dynamics.store import RunStore
+
+    runs = train_through_store(configs, ctx.store, workers=ctx.workers, executor=ctx.executor,
+                               address=ctx.address, names=["test_acc"], log=ctx.log)
+    with RunStore(ctx.store) as store:
+        return tstar_table(store, [r.run_id for r in runs], train_threshold=train_threshold)
+
+
 class StoreProgress:
     """Progress of one batch of runs, logged every `every_seconds` while it trains: runs done
     out of the batch, optimizer steps done out of its total, elapsed time and an ETA from the

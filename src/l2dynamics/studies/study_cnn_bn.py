@@ -91,10 +91,8 @@ class CnnBnStudy(Study):
     def run(self, params: CnnBnParams, ctx: Context) -> CnnBnResult:
         import pandas as pd
 
-        from l2dynamics.analysis.tstar import tstar_table
         from l2dynamics.config import make_config
-        from l2dynamics.store import RunStore
-        from l2dynamics.studies.runs import train_through_store
+        from l2dynamics.studies.runs import tstar_runs
 
         points = params.points()
         tables = []
@@ -103,12 +101,7 @@ class CnnBnStudy(Study):
                                     "seed": seed, "steps": params.steps})
                        for lr, lam in points for seed in params.seeds]
             ctx.log(f"{ctx.key} (norm={norm}): {len(configs)} runs of {params.steps} steps")
-            runs = train_through_store(configs, ctx.store, workers=ctx.workers,
-                                       executor=ctx.executor, address=ctx.address,
-                                       names=["test_acc"], log=ctx.log)
-            with RunStore(ctx.store) as st:
-                part = tstar_table(st, [r.run_id for r in runs],
-                                   train_threshold=params.train_threshold)
+            part = tstar_runs(configs, ctx, train_threshold=params.train_threshold)
             tables.append(part.assign(norm=norm))
         iso = [(params.lr, params.iso_lam)] + points[1 + len(params.lams):]
         what = (f"{params.description}; η₀ = {params.lr:g}, λ ∈ {{0, "

@@ -182,10 +182,8 @@ class RegimeStudy(Study):
             parameters_per_example,
             regime_boundary,
         )
-        from l2dynamics.analysis.tstar import tstar_table
         from l2dynamics.config import make_config
-        from l2dynamics.store import RunStore
-        from l2dynamics.studies.runs import train_through_store
+        from l2dynamics.studies.runs import tstar_runs
         from l2dynamics.train.grouping import parameter_count
 
         rows, tables = [], []
@@ -194,12 +192,7 @@ class RegimeStudy(Study):
             configs = [make_config(cell.config(lr, lam, steps, s))
                        for lr, lam, steps in cell.points() for s in params.seeds]
             ctx.log(f"{ctx.key}: cell {k}/{len(cells)} ({cell.label()}): {len(configs)} runs")
-            runs = train_through_store(configs, ctx.store, workers=ctx.workers,
-                                       executor=ctx.executor, address=ctx.address,
-                                       names=["test_acc"], log=ctx.log)
-            with RunStore(ctx.store) as st:
-                part = tstar_table(st, [r.run_id for r in runs],
-                                   train_threshold=params.train_threshold)
+            part = tstar_runs(configs, ctx, train_threshold=params.train_threshold)
             keys = {"network": cell.network, "n_train": cell.n_train, "width": cell.width,
                     "loss": cell.loss}
             tables.append(part.assign(**keys))
@@ -325,8 +318,10 @@ def _join(values: Any) -> str:
 def _network(cell: dict[str, Any]) -> str:
     """A cell's network in words ("FC", "CNN", "CNN + BN"); a map recorded before the CNN
     cells has no network column: FC."""
-    return {"fc": "FC", "cnn": "CNN", "cnn+bn": "CNN + BN"}.get(cell.get("network") or "fc",
-                                                                 str(cell.get("network")))
+    from l2dynamics.analysis.regime import NETWORK_NAMES
+
+    network = cell.get("network") or "fc"
+    return NETWORK_NAMES.get(network, str(network))
 
 
 MAP_FILE = Path(__file__).resolve().parent / "suites" / "regime_map.json"
